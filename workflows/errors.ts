@@ -1,0 +1,29 @@
+// Stable `type` values of the non-retryable ApplicationFailures raised by activities and the
+// workflow. Callers (the workflow, the CLI, scripts) branch on these, never on messages.
+export const ErrorType = {
+  InvalidInput: 'InvalidInput',
+
+  UnknownAlias: 'UnknownAlias',
+  KeyNotExternal: 'KeyNotExternal',
+  KeyPendingDeletion: 'KeyPendingDeletion',
+  KeyUnusableState: 'KeyUnusableState',
+  KeyHasDifferentMaterial: 'KeyHasDifferentMaterial',
+  ImportTokenExpired: 'ImportTokenExpired',
+  ImportTokenInvalid: 'ImportTokenInvalid',
+  InvalidCiphertext: 'InvalidCiphertext',
+  KmsRequestRejected: 'KmsRequestRejected',
+  KmsAccessDenied: 'KmsAccessDenied',
+  VerificationFailed: 'VerificationFailed',
+
+  HsmModuleNotFound: 'HsmModuleNotFound',
+  HsmTokenNotFound: 'HsmTokenNotFound',
+  HsmLoginFailed: 'HsmLoginFailed',
+  HsmKeyNotFound: 'HsmKeyNotFound',
+  HsmKeyAmbiguous: 'HsmKeyAmbiguous',
+  HsmKeyUnsuitable: 'HsmKeyUnsuitable',
+  HsmMechanismUnsupported: 'HsmMechanismUnsupported',
+  InvalidWrappingPublicKey: 'InvalidWrappingPublicKey',
+
+  TokenRefreshLimit: 'TokenRefreshLimit',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
