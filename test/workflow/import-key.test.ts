@@ -1,0 +1,254 @@
+// The import workflow against the time-skipping test server, with fake activities.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import '../quiet-runtime';
+import { tools } from '../../scripts/paths';
+import { approveSignal, approveUpdate, importKey, rejectUpdate, statusQuery, type ImportKeyInput } from '../../workflows/import-key';
+import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
+import { fakes, tokenExpired, type Fakes } from './fakes';
+
+let env: TestWorkflowEnvironment;
+let bundle: WorkflowBundleWithSourceMap;
+let seq = 0;
+
+before(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
+  });
+  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+});
+after(async () => {
+  await env?.teardown();
+});
+
+const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+
+const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
+  alias: 'payments',
+  wrappingAlgorithm: 'RSAES_OAEP_SHA_1',
+  requester: 'rita',
+  approvers: ['alice', 'bob', 'carol'],
+  requiredApprovals: 2,
+  ...over,
+});
+
+/** Runs `fn` while workers on both task queues serve the workflow and the fakes. */
+async function withWorkers<T>(f: Fakes, fn: () => Promise<T>): Promise<T> {
+  const opts = { connection: env.nativeConnection, namespace: env.namespace ?? 'default' };
+  const kmsWorker = await Worker.create({ ...opts, taskQueue: KMS_TASK_QUEUE, workflowBundle: bundle, activities: f.kms });
+  const hsmWorker = await Worker.create({ ...opts, taskQueue: HSM_TASK_QUEUE, activities: f.hsm });
+  return kmsWorker.runUntil(hsmWorker.runUntil(fn));
+}
+
+function start(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
+  return env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `import-test-${++seq}`, args: [input] });
+}
+
+const approve = (h: WorkflowHandle, approver: string) => h.executeUpdate(approveUpdate, { args: [{ approver }] });
+
+async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await p.then(
+    () => assert.fail('expected the workflow to fail'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof WorkflowFailedError, `expected WorkflowFailedError, got ${err}`);
+  assert.ok(err.cause instanceof ApplicationFailure, `expected an ApplicationFailure cause, got ${err.cause}`);
+  return err.cause;
+}
+
+async function refusalOf(p: Promise<unknown>): Promise<string> {
+  const err = await p.then(
+    () => assert.fail('expected the update to be refused'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof WorkflowUpdateFailedError, `expected WorkflowUpdateFailedError, got ${err}`);
+  return (err.cause as Error).message;
+}
+
+describe('importKey workflow', () => {
+  it('imports after two of three approvals and reports what was imported', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      const afterFirst = await approve(h, 'alice');
+      assert.equal(afterFirst.step, 'AWAITING_APPROVAL');
+      assert.equal(afterFirst.approvalsNeeded, 1);
+      assert.equal(f.calls.importKeyMaterial, undefined, 'nothing imported before the quorum');
+      await approve(h, 'carol');
+      const result = await h.result();
+
+      assert.equal(result.outcome, 'IMPORTED');
+      assert.equal(result.alias, 'alias/payments');
+      assert.equal(result.keyArn, 'arn:aws:kms:us-east-1:111122223333:key/key-1');
+      assert.deepEqual(result.hsmKey, { label: 'byok/payments', keyId: '0a0b0c', kcv: 'abcdef' });
+      assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'carol']);
+      assert.deepEqual(result.approvals[0].subject, {
+        kmsKeyArn: result.keyArn,
+        hsmKeyId: '0a0b0c',
+        kcv: 'abcdef',
+        wrappingAlgorithm: 'RSAES_OAEP_SHA_1',
+        expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+      });
+      assert.equal(result.tokenRefreshes, 0);
+      assert.equal(result.verification?.roundTrip, true);
+      assert.deepEqual(f.calls.ensureKmsKey, [
+        { alias: 'alias/payments', description: 'BYOK key alias/payments, material from the HSM', createIfMissing: true, requestId: h.workflowId },
+      ]);
+      assert.deepEqual(f.calls.importKeyMaterial, [
+        {
+          keyId: 'key-1',
+          importToken: 'token-1',
+          encryptedKeyMaterial: 'wrapped-under-cHVibGlj',
+          expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+        },
+      ]);
+      assert.equal((await h.query(statusQuery)).step, 'DONE');
+    });
+  });
+
+  it('refuses the requester, unknown approvers and duplicate approvals, and counts each approver once', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      assert.match(await refusalOf(approve(h, 'rita')), /"rita" requested this import and cannot decide on it/);
+      assert.match(await refusalOf(approve(h, 'mallory')), /"mallory" is not one of the approvers \(alice, bob, carol\)/);
+      await approve(h, 'alice');
+      assert.match(await refusalOf(approve(h, 'alice')), /"alice" already approved at/);
+      // Signals cannot answer; a refused one must simply not count.
+      await h.signal(approveSignal, { approver: 'alice' });
+      await h.signal(approveSignal, { approver: 'rita' });
+      const status = await h.query(statusQuery);
+      assert.equal(status.approvals.length, 1);
+      assert.equal(status.approvalsNeeded, 1);
+      assert.equal(f.calls.importKeyMaterial, undefined);
+
+      await h.signal(approveSignal, { approver: 'bob' });
+      const result = await h.result();
+      assert.equal(result.outcome, 'IMPORTED');
+      assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'bob']);
+      await assert.rejects(approve(h, 'carol'), 'a finished import takes no more decisions');
+    });
+  });
+
+  it('ends as REJECTED on a rejection and imports nothing', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      await approve(h, 'alice');
+      await h.executeUpdate(rejectUpdate, { args: [{ approver: 'bob', comment: 'wrong account' }] });
+      const result = await h.result();
+      assert.equal(result.outcome, 'REJECTED');
+      assert.equal(result.rejection?.approver, 'bob');
+      assert.equal(result.rejection?.comment, 'wrong account');
+      assert.equal(f.calls.importKeyMaterial, undefined);
+      assert.equal(f.calls.verifyKey, undefined);
+    });
+  });
+
+  it('ends as APPROVAL_EXPIRED when the deadline passes and imports nothing', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request({ approvalTimeout: '2h' }));
+      await approve(h, 'alice');
+      const result = await h.result(); // the test server skips the two hours
+      assert.equal(result.outcome, 'APPROVAL_EXPIRED');
+      assert.equal(result.approvals.length, 1);
+      assert.equal(f.calls.importKeyMaterial, undefined);
+      assert.equal((await h.query(statusQuery)).step, 'APPROVAL_EXPIRED');
+    });
+  });
+
+  it('fetches new parameters and re-wraps when approval comes after the token expired (25 h)', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      await approve(h, 'alice');
+      const { importToken } = await h.query(statusQuery);
+      assert.equal(Date.parse(importToken!.refreshAfter), Date.parse(importToken!.parametersValidTo) - 3_600_000);
+      await env.sleep('25h');
+      await approve(h, 'bob');
+      const result = await h.result();
+      assert.equal(result.outcome, 'IMPORTED');
+      assert.equal(result.tokenRefreshes, 1);
+      assert.equal(f.calls.getImportParameters.length, 2);
+      assert.equal(f.calls.wrapKey.length, 2);
+      assert.equal(f.calls.importKeyMaterial.length, 1);
+      assert.equal((f.calls.importKeyMaterial[0] as { importToken: string }).importToken, 'token-2');
+    });
+  });
+
+  it('refreshes the token when ImportKeyMaterial answers that it expired, then succeeds', async () => {
+    const f = fakes();
+    f.failures.importKeyMaterial = [tokenExpired];
+    await withWorkers(f, async () => {
+      const h = await start(request({ requiredApprovals: 1 }));
+      await approve(h, 'alice');
+      const result = await h.result();
+      assert.equal(result.outcome, 'IMPORTED');
+      assert.equal(result.tokenRefreshes, 1);
+      assert.deepEqual(
+        f.calls.importKeyMaterial.map((c) => (c as { importToken: string }).importToken),
+        ['token-1', 'token-2'],
+      );
+    });
+  });
+
+  it('gives up with TokenRefreshLimit when the token keeps being refused', async () => {
+    const f = fakes();
+    f.failures.importKeyMaterial = [tokenExpired, tokenExpired, tokenExpired];
+    await withWorkers(f, async () => {
+      const h = await start(request({ requiredApprovals: 1, maxTokenRefreshes: 2 }));
+      await approve(h, 'alice');
+      const failure = await failureOf(h.result());
+      assert.equal(failure.type, 'TokenRefreshLimit');
+      assert.match(failure.message, /limit of 2 token refreshes/);
+      assert.equal(f.calls.importKeyMaterial.length, 3);
+    });
+  });
+
+  it('retries transient activity failures with backoff', async () => {
+    const f = fakes();
+    f.failures.ensureKmsKey = [() => new Error('ThrottlingException: rate exceeded'), () => new Error('socket hang up')];
+    f.failures.wrapKey = [() => new Error('CKR_SESSION_HANDLE_INVALID')];
+    await withWorkers(f, async () => {
+      const h = await start(request({ requiredApprovals: 1 }));
+      await approve(h, 'bob');
+      assert.equal((await h.result()).outcome, 'IMPORTED');
+      assert.equal(f.calls.ensureKmsKey.length, 3);
+      assert.equal(f.calls.wrapKey.length, 2);
+    });
+  });
+
+  it('ends with a clear typed failure on a non-retryable activity error, without retrying', async () => {
+    const f = fakes();
+    f.failures.ensureHsmKey = [
+      () => ApplicationFailure.nonRetryable('HSM key "byok/payments" is not extractable (CKA_EXTRACTABLE=false)', 'HsmKeyUnsuitable'),
+    ];
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      const failure = await failureOf(h.result());
+      assert.equal(failure.type, 'HsmKeyUnsuitable');
+      assert.match(failure.message, /^preparing the HSM key failed: HSM key "byok\/payments" is not extractable/);
+      assert.equal(f.calls.ensureHsmKey.length, 1);
+      assert.equal(f.calls.wrapKey, undefined);
+      const status = await h.query(statusQuery);
+      assert.equal(status.step, 'FAILED');
+      assert.match(status.failure ?? '', /not extractable/);
+    });
+  });
+
+  it('fails with InvalidInput naming the field before calling any activity', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await start(request({ requiredApprovals: 4 }));
+      const failure = await failureOf(h.result());
+      assert.equal(failure.type, 'InvalidInput');
+      assert.match(failure.message, /invalid requiredApprovals: expected a whole number from 1 to 3, got 4/);
+      assert.deepEqual(f.calls, {});
+    });
+  });
+});

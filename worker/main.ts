@@ -1,0 +1,80 @@
+// Worker process: serves byok-kms (the workflows and the KMS activities) and byok-hsm (the HSM
+// activities), both by default. In production run `--queues hsm` next to the HSM and
+// `--queues kms` where the AWS credentials are. SIGINT/SIGTERM shut down gracefully: running
+// activities finish, then the HSM session is logged out.
+import { parseArgs } from 'node:util';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createHsmActivities } from '../activities/hsm';
+import { createKmsActivities } from '../activities/kms';
+import { temporalSettings } from '../client/connection';
+import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
+import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
+
+const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL]
+
+Environment:
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS,
+  TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME
+  BYOK_WORKER_QUEUES               same as --queues (default hsm,kms)
+  PKCS11_MODULE                    PKCS#11 library (default /usr/lib/softhsm/libsofthsm2.so)
+  PKCS11_TOKEN_LABEL               token holding the keys
+  PKCS11_PIN | PKCS11_PIN_FILE     user PIN, or a file (mode 600) holding it
+  AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { queues: { type: 'string' }, 'kms-endpoint': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  // Read all configuration before connecting, so a mistake fails at once with one line.
+  const queues = parseQueues(values.queues ?? process.env.BYOK_WORKER_QUEUES ?? 'hsm,kms');
+  const temporal = temporalSettings();
+  const hsmConfig = queues.includes('hsm') ? hsmSettings(process.env) : undefined;
+  const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
+
+  const log = Runtime.instance().logger;
+  const connection = await NativeConnection.connect({ address: temporal.address, tls: temporal.tls, apiKey: temporal.apiKey });
+  const hsm = hsmConfig && createHsmActivities(hsmConfig);
+  try {
+    const workers: Worker[] = [];
+    if (kmsConfig) {
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace: temporal.namespace,
+          taskQueue: KMS_TASK_QUEUE,
+          workflowsPath: require.resolve('../workflows'),
+          activities: createKmsActivities(new KMSClient(kmsConfig)),
+        }),
+      );
+    }
+    if (hsm) {
+      workers.push(
+        await Worker.create({ connection, namespace: temporal.namespace, taskQueue: HSM_TASK_QUEUE, activities: hsm.activities }),
+      );
+    }
+    log.info('byok worker started', {
+      queues: workers.map((w) => w.options.taskQueue),
+      temporal: temporal.address,
+      namespace: temporal.namespace,
+      pkcs11Module: hsmConfig?.module,
+      tokenLabel: hsmConfig?.tokenLabel,
+      kmsRegion: kmsConfig?.region,
+      kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
+    });
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    await hsm?.close();
+    await connection.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(`byok-worker: ${err instanceof ConfigError ? err.message : err?.stack ?? err}`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});

@@ -1,0 +1,78 @@
+// The approval gate: who may decide, the quorum, and what each decision was bound to. Pure state,
+// no Temporal APIs, so every rule is unit-testable and the workflow only feeds it messages.
+
+export interface ApprovalPolicy {
+  requester: string;
+  approvers: string[];
+  required: number;
+}
+
+/** What an approver approves: the exact key pair and the import parameters that are not secret. */
+export interface ApprovalSubject {
+  kmsKeyArn: string;
+  hsmKeyId: string;
+  kcv: string;
+  wrappingAlgorithm: string;
+  expirationModel: string;
+  validTo?: string;
+}
+
+export interface Decision {
+  approver: string;
+  decision: 'APPROVE' | 'REJECT';
+  comment?: string;
+  /** ISO-8601, workflow time. */
+  at: string;
+  subject: ApprovalSubject;
+}
+
+export type GateState = 'PENDING' | 'APPROVED' | 'REJECTED' | 'EXPIRED';
+
+export class ApprovalGate {
+  private readonly decisions: Decision[] = [];
+  private expired = false;
+
+  constructor(readonly policy: ApprovalPolicy) {}
+
+  get state(): GateState {
+    if (this.decisions.some((d) => d.decision === 'REJECT')) return 'REJECTED';
+    if (this.approvals.length >= this.policy.required) return 'APPROVED';
+    return this.expired ? 'EXPIRED' : 'PENDING';
+  }
+
+  get approvals(): Decision[] {
+    return this.decisions.filter((d) => d.decision === 'APPROVE');
+  }
+
+  get rejection(): Decision | undefined {
+    return this.decisions.find((d) => d.decision === 'REJECT');
+  }
+
+  get remaining(): number {
+    return Math.max(0, this.policy.required - this.approvals.length);
+  }
+
+  /** Why `approver` may not record `decision` now, or undefined when it may. */
+  refusal(approver: string, decision: Decision['decision']): string | undefined {
+    if (this.state !== 'PENDING') return `this request is already decided (${this.state})`;
+    if (approver === this.policy.requester) return `"${approver}" requested this import and cannot decide on it`;
+    if (!this.policy.approvers.includes(approver)) {
+      return `"${approver}" is not one of the approvers (${this.policy.approvers.join(', ')})`;
+    }
+    // An approver who approved may still veto; approving twice counts once, so it is refused.
+    const earlier = this.decisions.find((d) => d.approver === approver);
+    if (decision === 'APPROVE' && earlier) return `"${approver}" already approved at ${earlier.at}`;
+    return undefined;
+  }
+
+  record(decision: Decision): void {
+    const refusal = this.refusal(decision.approver, decision.decision);
+    if (refusal) throw new Error(refusal);
+    this.decisions.push(decision);
+  }
+
+  /** The deadline passed; only a still-pending gate expires. */
+  expire(): void {
+    if (this.state === 'PENDING') this.expired = true;
+  }
+}

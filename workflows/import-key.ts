@@ -1,0 +1,312 @@
+// The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
+// import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { HsmActivities, HsmKeyRef } from '../activities/hsm';
+import type { ImportParameters, KeyVerification, KmsActivities, KmsKeyRef } from '../activities/kms';
+import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
+import { ErrorType } from './errors';
+import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
+import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from './model';
+
+export type { ImportKeyInput } from './import-request';
+
+export interface DecisionInput {
+  approver: string;
+  comment?: string;
+}
+
+export type ImportStep =
+  | 'PREPARING_KEYS'
+  | 'WRAPPING'
+  | 'AWAITING_APPROVAL'
+  | 'IMPORTING'
+  | 'VERIFYING'
+  | 'DONE'
+  | 'REJECTED'
+  | 'APPROVAL_EXPIRED'
+  | 'FAILED';
+
+export interface ImportStatus {
+  step: ImportStep;
+  alias: string;
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  approvalsNeeded: number;
+  approvals: Decision[];
+  rejection?: Decision;
+  approvalDeadline: string;
+  wrappingAlgorithm: WrappingAlgorithm;
+  kmsKey?: { keyId: string; keyArn: string };
+  hsmKey?: { label: string; keyId: string; kcv: string };
+  /** Query time is the last workflow task's time, so the caller judges validity with its own clock. */
+  importToken?: { parametersValidTo: string; refreshAfter: string };
+  tokenRefreshes: number;
+  failure?: string;
+}
+
+export interface ImportKeyResult {
+  outcome: 'IMPORTED' | 'REJECTED' | 'APPROVAL_EXPIRED';
+  alias: string;
+  keyId: string;
+  keyArn: string;
+  hsmKey: { label: string; keyId: string; kcv: string };
+  wrappingAlgorithm: WrappingAlgorithm;
+  wrappingKeySpec: WrappingKeySpec;
+  expirationModel: ExpirationModel;
+  validTo?: string;
+  requester: string;
+  approvals: Decision[];
+  rejection?: Decision;
+  tokenRefreshes: number;
+  startedAt: string;
+  decidedAt?: string;
+  importedAt?: string;
+  verification?: KeyVerification;
+}
+
+export const approveSignal = defineSignal<[DecisionInput]>('approve');
+export const rejectSignal = defineSignal<[DecisionInput]>('reject');
+/** Same decisions as the signals, but the caller learns at once whether it counted. */
+export const approveUpdate = defineUpdate<ImportStatus, [DecisionInput]>('approve');
+export const rejectUpdate = defineUpdate<ImportStatus, [DecisionInput]>('reject');
+export const statusQuery = defineQuery<ImportStatus>('status');
+
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
+const kms = proxyActivities<KmsActivities>({
+  taskQueue: KMS_TASK_QUEUE,
+  startToCloseTimeout: '30s',
+  scheduleToCloseTimeout: '1h',
+  retry,
+});
+const hsm = proxyActivities<HsmActivities>({
+  taskQueue: HSM_TASK_QUEUE,
+  startToCloseTimeout: '1m',
+  scheduleToCloseTimeout: '1h',
+  retry,
+});
+
+const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
+
+export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
+  const startedAt = new Date();
+  const plan = planImport(input, startedAt);
+  const { workflowId } = workflowInfo();
+  const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
+  const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
+
+  let step: ImportStep = 'PREPARING_KEYS';
+  let failure: string | undefined;
+  let kmsKey: KmsKeyRef | undefined;
+  let hsmKey: HsmKeyRef | undefined;
+  let params: ImportParameters | undefined;
+  let encryptedKeyMaterial: string | undefined;
+  let tokenRefreshes = 0;
+  let decidedAt: string | undefined;
+
+  // Known once both keys exist; decisions wait for it so each one is bound to what gets imported.
+  let subject: ApprovalSubject | undefined;
+
+  const refreshAfter = (p: ImportParameters) => new Date(Date.parse(p.parametersValidTo) - plan.tokenSafetyMarginMs);
+
+  const status = (): ImportStatus => ({
+    step,
+    alias: plan.alias,
+    requester: plan.requester,
+    approvers: plan.approvers,
+    requiredApprovals: plan.requiredApprovals,
+    approvalsNeeded: gate.remaining,
+    approvals: gate.approvals,
+    rejection: gate.rejection,
+    approvalDeadline: deadline.toISOString(),
+    wrappingAlgorithm: plan.wrappingAlgorithm,
+    kmsKey: kmsKey && { keyId: kmsKey.keyId, keyArn: kmsKey.keyArn },
+    hsmKey: hsmKey && { label: hsmKey.label, keyId: hsmKey.keyId, kcv: hsmKey.kcv },
+    importToken: params && { parametersValidTo: params.parametersValidTo, refreshAfter: refreshAfter(params).toISOString() },
+    tokenRefreshes,
+    failure,
+  });
+
+  const decide = async (decision: Decision['decision'], { approver, comment }: DecisionInput): Promise<ImportStatus> => {
+    await condition(() => subject !== undefined || gate.state !== 'PENDING');
+    const refusal = gate.refusal(approver, decision);
+    if (refusal) {
+      // Only reachable by signals (updates are validated first) or a decision that raced another.
+      log.warn('decision refused', { approver, decision, refusal });
+      return status();
+    }
+    gate.record({ approver, decision, comment, at: new Date().toISOString(), subject: subject! });
+    return status();
+  };
+  const validate = (decision: Decision['decision']) => (d: DecisionInput) => {
+    const refusal = typeof d?.approver === 'string' ? gate.refusal(d.approver, decision) : 'approver is required';
+    if (refusal) throw new Error(refusal);
+  };
+  setHandler(approveSignal, (d) => void decide('APPROVE', d));
+  setHandler(rejectSignal, (d) => void decide('REJECT', d));
+  setHandler(approveUpdate, (d) => decide('APPROVE', d), { validator: validate('APPROVE') });
+  setHandler(rejectUpdate, (d) => decide('REJECT', d), { validator: validate('REJECT') });
+  setHandler(statusQuery, status);
+
+  const run = async <T>(what: string, call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      throw stepFailure(what, err);
+    }
+  };
+
+  const wrapUnderFreshParameters = async (key: KmsKeyRef, target: HsmKeyRef) => {
+    step = 'WRAPPING';
+    params = await run('GetParametersForImport', () =>
+      kms.getImportParameters({
+        keyId: key.keyId,
+        wrappingAlgorithm: plan.wrappingAlgorithm,
+        wrappingKeySpec: plan.wrappingKeySpec,
+      }),
+    );
+    const wrapped = await run('wrapping in the HSM', () =>
+      hsm.wrapKey({
+        label: target.label,
+        keyId: target.keyId,
+        publicKey: params!.publicKey,
+        wrappingAlgorithm: plan.wrappingAlgorithm,
+      }),
+    );
+    encryptedKeyMaterial = wrapped.encryptedKeyMaterial;
+  };
+
+  const refreshToken = async (key: KmsKeyRef, target: HsmKeyRef, why: string) => {
+    if (tokenRefreshes >= plan.maxTokenRefreshes) {
+      throw ApplicationFailure.nonRetryable(
+        `import token ${why}, and the limit of ${plan.maxTokenRefreshes} token refreshes is reached`,
+        ErrorType.TokenRefreshLimit,
+      );
+    }
+    tokenRefreshes++;
+    log.info('refreshing import parameters', { why, tokenRefreshes });
+    await wrapUnderFreshParameters(key, target);
+  };
+
+  const result = (outcome: ImportKeyResult['outcome'], extra: Partial<ImportKeyResult> = {}): ImportKeyResult => ({
+    outcome,
+    alias: plan.alias,
+    keyId: kmsKey!.keyId,
+    keyArn: kmsKey!.keyArn,
+    hsmKey: { label: hsmKey!.label, keyId: hsmKey!.keyId, kcv: hsmKey!.kcv },
+    wrappingAlgorithm: plan.wrappingAlgorithm,
+    wrappingKeySpec: plan.wrappingKeySpec,
+    expirationModel: plan.expirationModel,
+    validTo: plan.validTo,
+    requester: plan.requester,
+    approvals: gate.approvals,
+    rejection: gate.rejection,
+    tokenRefreshes,
+    startedAt: startedAt.toISOString(),
+    decidedAt,
+    ...extra,
+  });
+
+  try {
+    [kmsKey, hsmKey] = await Promise.all([
+      run('preparing the KMS key', () =>
+        kms.ensureKmsKey({
+          alias: plan.alias,
+          description: plan.description,
+          createIfMissing: plan.createKmsKey,
+          requestId: workflowId,
+        }),
+      ),
+      run('preparing the HSM key', () => hsm.ensureHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+    ]);
+    const key = kmsKey;
+    const target = hsmKey;
+    await wrapUnderFreshParameters(key, target);
+
+    subject = subjectOf(plan, key, target);
+    step = 'AWAITING_APPROVAL';
+    const remainingMs = deadline.getTime() - Date.now();
+    const decided = remainingMs > 0 && (await condition(() => gate.state !== 'PENDING', remainingMs));
+    if (!decided) gate.expire();
+    decidedAt = new Date().toISOString();
+    if (gate.state !== 'APPROVED') {
+      step = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';
+      await condition(allHandlersFinished);
+      return result(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED');
+    }
+
+    step = 'IMPORTING';
+    if (Date.now() >= refreshAfter(params!).getTime()) {
+      await refreshToken(key, target, `valid only until ${params!.parametersValidTo}`);
+    }
+    for (;;) {
+      step = 'IMPORTING';
+      try {
+        await kms.importKeyMaterial({
+          keyId: key.keyId,
+          importToken: params!.importToken,
+          encryptedKeyMaterial: encryptedKeyMaterial!,
+          expirationModel: plan.expirationModel,
+          validTo: plan.validTo,
+        });
+        break;
+      } catch (err) {
+        const type = failureType(err);
+        if (!type || !TOKEN_ERRORS.includes(type)) throw stepFailure('ImportKeyMaterial', err);
+        await refreshToken(key, target, `refused by KMS (${type})`);
+      }
+    }
+    const importedAt = new Date().toISOString();
+
+    step = 'VERIFYING';
+    const verification = await run('verifying the key', () =>
+      kms.verifyKey({ keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo }),
+    );
+    step = 'DONE';
+    await condition(allHandlersFinished);
+    return result('IMPORTED', { importedAt, verification });
+  } catch (err) {
+    step = 'FAILED';
+    failure = err instanceof Error ? err.message : String(err);
+    throw err;
+  }
+}
+
+function subjectOf(plan: ImportPlan, key: KmsKeyRef, target: HsmKeyRef): ApprovalSubject {
+  return {
+    kmsKeyArn: key.keyArn,
+    hsmKeyId: target.keyId,
+    kcv: target.kcv,
+    wrappingAlgorithm: plan.wrappingAlgorithm,
+    expirationModel: plan.expirationModel,
+    validTo: plan.validTo,
+  };
+}
+
+function failureType(err: unknown): string | undefined {
+  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause.type ?? undefined : undefined;
+}
+
+/** Lifts an activity's typed failure to the workflow, naming the step, so the UI and CLI show one clear line. */
+function stepFailure(what: string, err: unknown): unknown {
+  if (!(err instanceof ActivityFailure)) return err;
+  const cause = err.cause instanceof Error ? err.cause : undefined;
+  return ApplicationFailure.create({
+    message: `${what} failed: ${cause?.message ?? err.message}`,
+    type: failureType(err) ?? 'ActivityFailed',
+    nonRetryable: true,
+    cause: err,
+  });
+}

@@ -1,0 +1,189 @@
+// The import request: what a requester may ask for, the defaults, and the one validation used by
+// both the CLI (before starting anything) and the workflow (step 1). Pure: no I/O, no clock; the
+// caller passes `now`.
+import { ApplicationFailure, type Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { ErrorType } from './errors';
+import {
+  EXPIRATION_MODELS,
+  WRAPPING_ALGORITHMS,
+  WRAPPING_KEY_SPECS,
+  type ExpirationModel,
+  type WrappingAlgorithm,
+  type WrappingKeySpec,
+} from './model';
+
+/** Workflow input. Identifiers only: secrets (PINs, credentials) live on the workers. */
+export interface ImportKeyInput {
+  /** KMS alias, with or without the "alias/" prefix. */
+  alias: string;
+  description?: string;
+  /** false: the alias must already name an EXTERNAL key (default true: create it when missing). */
+  createKmsKey?: boolean;
+  wrappingAlgorithm?: WrappingAlgorithm;
+  wrappingKeySpec?: WrappingKeySpec;
+  expirationModel?: ExpirationModel;
+  /** ISO-8601; required with KEY_MATERIAL_EXPIRES, at most 365 days ahead. */
+  validTo?: string;
+  /** Label of the AES-256 key in the HSM; default "byok/<alias name>". */
+  hsmKeyLabel?: string;
+  /** false: the HSM key must already exist (default true: generate it when missing). */
+  generateHsmKey?: boolean;
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  /** How long approvers have, counted from the start of the workflow; default 72h. */
+  approvalTimeout?: Duration;
+  /** Refresh the import token when less than this is left of its validity; default 1h. */
+  tokenSafetyMargin?: Duration;
+  /** How many times an expired or invalid import token may be replaced; default 3. */
+  maxTokenRefreshes?: number;
+}
+
+/** The request with defaults applied and every field checked. */
+export interface ImportPlan {
+  alias: string;
+  aliasName: string;
+  description: string;
+  createKmsKey: boolean;
+  wrappingAlgorithm: WrappingAlgorithm;
+  wrappingKeySpec: WrappingKeySpec;
+  expirationModel: ExpirationModel;
+  validTo?: string;
+  hsmKeyLabel: string;
+  generateHsmKey: boolean;
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  approvalTimeoutMs: number;
+  tokenSafetyMarginMs: number;
+  maxTokenRefreshes: number;
+}
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** AWS accepts ValidTo at most 365 days ahead. */
+const MAX_VALID_TO_MS = 365 * DAY;
+/** An import token lives 24 h; a margin that large would refresh forever. */
+const MAX_TOKEN_MARGIN_MS = 12 * HOUR;
+const MAX_DESCRIPTION = 8192;
+const ALIAS_NAME = /^[A-Za-z0-9/_-]{1,250}$/;
+const PRINCIPAL = /^[A-Za-z0-9._@-]{1,64}$/;
+const HSM_LABEL = /^[\x21-\x7e][\x20-\x7e]{0,126}$/;
+
+export function invalidInput(field: string, problem: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`invalid ${field}: ${problem}`, ErrorType.InvalidInput, { field });
+}
+
+function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw invalidInput(field, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+}
+
+function duration(field: string, value: Duration | undefined, fallbackMs: number, minMs: number, maxMs: number): number {
+  let ms = fallbackMs;
+  if (value !== undefined) {
+    try {
+      ms = msToNumber(value);
+    } catch {
+      throw invalidInput(field, `expected a duration such as "90m" or "72h", got ${JSON.stringify(value)}`);
+    }
+  }
+  if (!Number.isFinite(ms) || ms < minMs || ms > maxMs) {
+    throw invalidInput(field, `must be between ${minMs / 60_000} minutes and ${maxMs / HOUR} hours, got ${ms} ms`);
+  }
+  return ms;
+}
+
+function principal(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !PRINCIPAL.test(value)) {
+    throw invalidInput(field, `expected 1-64 characters of A-Z a-z 0-9 . _ @ -, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+export function aliasName(alias: string): string {
+  return alias.startsWith('alias/') ? alias.slice('alias/'.length) : alias;
+}
+
+/** Applies defaults and checks every field; throws an InvalidInput ApplicationFailure naming the field. */
+export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
+  if (typeof input !== 'object' || input === null) throw invalidInput('input', 'expected an object');
+
+  if (typeof input.alias !== 'string') throw invalidInput('alias', 'required');
+  const name = aliasName(input.alias);
+  if (!ALIAS_NAME.test(name)) {
+    throw invalidInput('alias', `expected 1-250 characters of A-Z a-z 0-9 / _ -, got ${JSON.stringify(input.alias)}`);
+  }
+  if (name.startsWith('aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
+
+  const description = input.description ?? `BYOK key alias/${name}, material from the HSM`;
+  if (typeof description !== 'string' || description.length > MAX_DESCRIPTION) {
+    throw invalidInput('description', `expected a string of at most ${MAX_DESCRIPTION} characters`);
+  }
+
+  const wrappingAlgorithm = oneOf('wrappingAlgorithm', input.wrappingAlgorithm, WRAPPING_ALGORITHMS, 'RSAES_OAEP_SHA_256');
+  const wrappingKeySpec = oneOf('wrappingKeySpec', input.wrappingKeySpec, WRAPPING_KEY_SPECS, 'RSA_2048');
+  const expirationModel = oneOf('expirationModel', input.expirationModel, EXPIRATION_MODELS, 'KEY_MATERIAL_DOES_NOT_EXPIRE');
+
+  let validTo: string | undefined;
+  if (expirationModel === 'KEY_MATERIAL_EXPIRES') {
+    if (input.validTo === undefined) throw invalidInput('validTo', 'required with KEY_MATERIAL_EXPIRES');
+    const at = Date.parse(input.validTo);
+    if (Number.isNaN(at)) throw invalidInput('validTo', `expected an ISO-8601 time, got ${JSON.stringify(input.validTo)}`);
+    if (at <= now.getTime()) throw invalidInput('validTo', `${input.validTo} is in the past`);
+    if (at > now.getTime() + MAX_VALID_TO_MS) throw invalidInput('validTo', 'AWS KMS accepts at most 365 days ahead');
+    // KMS keeps whole seconds (and local-kms discards a request with a fractional one).
+    validTo = new Date(Math.floor(at / 1000) * 1000).toISOString();
+  } else if (input.validTo !== undefined) {
+    throw invalidInput('validTo', 'only allowed with expirationModel KEY_MATERIAL_EXPIRES');
+  }
+
+  const hsmKeyLabel = input.hsmKeyLabel ?? `byok/${name}`;
+  if (typeof hsmKeyLabel !== 'string' || !HSM_LABEL.test(hsmKeyLabel)) {
+    throw invalidInput('hsmKeyLabel', 'expected 1-127 printable ASCII characters, not starting with a space');
+  }
+
+  const requester = principal('requester', input.requester);
+  if (!Array.isArray(input.approvers) || input.approvers.length === 0) {
+    throw invalidInput('approvers', 'expected at least one approver');
+  }
+  const approvers = input.approvers.map((a, i) => principal(`approvers[${i}]`, a));
+  const duplicate = approvers.find((a, i) => approvers.indexOf(a) !== i);
+  if (duplicate) throw invalidInput('approvers', `"${duplicate}" is listed twice`);
+  if (approvers.includes(requester)) {
+    throw invalidInput('approvers', `the requester "${requester}" cannot be one of the approvers`);
+  }
+  const required = input.requiredApprovals;
+  if (!Number.isInteger(required) || required < 1 || required > approvers.length) {
+    throw invalidInput('requiredApprovals', `expected a whole number from 1 to ${approvers.length}, got ${JSON.stringify(required)}`);
+  }
+
+  const maxTokenRefreshes = input.maxTokenRefreshes ?? 3;
+  if (!Number.isInteger(maxTokenRefreshes) || maxTokenRefreshes < 0 || maxTokenRefreshes > 10) {
+    throw invalidInput('maxTokenRefreshes', `expected a whole number from 0 to 10, got ${JSON.stringify(maxTokenRefreshes)}`);
+  }
+  for (const flag of ['createKmsKey', 'generateHsmKey'] as const) {
+    if (input[flag] !== undefined && typeof input[flag] !== 'boolean') throw invalidInput(flag, 'expected true or false');
+  }
+
+  return {
+    alias: `alias/${name}`,
+    aliasName: name,
+    description,
+    createKmsKey: input.createKmsKey ?? true,
+    wrappingAlgorithm,
+    wrappingKeySpec,
+    expirationModel,
+    validTo,
+    hsmKeyLabel,
+    generateHsmKey: input.generateHsmKey ?? true,
+    requester,
+    approvers,
+    requiredApprovals: required,
+    approvalTimeoutMs: duration('approvalTimeout', input.approvalTimeout, 72 * HOUR, 60_000, 30 * DAY),
+    tokenSafetyMarginMs: duration('tokenSafetyMargin', input.tokenSafetyMargin, HOUR, 0, MAX_TOKEN_MARGIN_MS),
+    maxTokenRefreshes,
+  };
+}
