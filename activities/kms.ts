@@ -1,6 +1,23 @@
-// CONTRACT STUB — to be implemented. Keep every exported name and type as declared.
-import { KMSClient } from '@aws-sdk/client-kms';
-import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from '../workflows/model';
+// AWS KMS side of the import: find or create the EXTERNAL key, fetch import parameters, import the
+// wrapped material, verify the result. Every KMS call goes through one error classifier, so the
+// workflow sees stable ApplicationFailure types (workflows/errors.ts) and only transient failures retry.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DecryptCommand,
+  DescribeKeyCommand,
+  EncryptCommand,
+  GetParametersForImportCommand,
+  ImportKeyMaterialCommand,
+  KMSClient,
+  ListKeysCommand,
+  ListResourceTagsCommand,
+  type KeyMetadata,
+} from '@aws-sdk/client-kms';
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorType } from '../workflows/errors';
+import { EXPIRATION_MODELS, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from '../workflows/model';
 
 export interface EnsureKmsKeyInput {
   /** Full alias name, e.g. "alias/payments". */
@@ -55,20 +72,411 @@ export interface KeyVerification {
   roundTrip: boolean;
 }
 
+/** Tag on every key this project creates; its value is the request (workflow) id. */
+export const REQUEST_ID_TAG = 'byok:request-id';
+
+/** A KMS client for the worker; credentials come from the default provider chain. */
+export function kmsClient(opts: { region: string; endpoint?: string }): KMSClient {
+  // The SDK sets no request timeout by default: a stalled connection would hold the activity
+  // until its start-to-close timeout instead of failing fast and being retried.
+  return new KMSClient({
+    region: opts.region,
+    endpoint: opts.endpoint,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error classification
+
+/** What a failed KMS call was about, for the failure message and its classification. */
+export interface KmsCallContext {
+  operation: string;
+  /** The key the call addressed (id or ARN), if any. */
+  keyId?: string;
+  /** The alias the call addressed, if any. Without keyId, NotFound means the alias is unknown. */
+  alias?: string;
+  /** The key's state when known: tells a pending deletion from other KMSInvalidStateExceptions. */
+  keyState?: string;
+}
+
+interface AwsErrorShape {
+  name?: string;
+  message?: string;
+  code?: string;
+  $fault?: 'client' | 'server';
+  $retryable?: unknown;
+  $metadata?: { httpStatusCode?: number; requestId?: string };
+}
+
+// Error names without their "Exception" suffix: services and the SDK spell some either way.
+const TRANSIENT = new Set([
+  'Throttling',
+  'TooManyRequests',
+  'KMSInternal',
+  'DependencyTimeout',
+  'KeyUnavailable',
+  'TimeoutError',
+  'RequestTimeout',
+  // Temporary credentials that ran out; the default provider chain fetches fresh ones.
+  'ExpiredToken',
+]);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const ACCESS_DENIED = new Set([
+  'AccessDenied',
+  'UnrecognizedClient',
+  'InvalidSignature',
+  'IncompleteSignature',
+  'MissingAuthenticationToken',
+  'InvalidClientTokenId',
+  'NotAuthorized',
+]);
+
+function errorName(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as AwsErrorShape).name : undefined;
+}
+
+function subject(ctx: KmsCallContext): string {
+  if (ctx.alias && ctx.keyId) return `${ctx.alias} (key ${ctx.keyId})`;
+  if (ctx.alias) return `alias ${ctx.alias}`;
+  return ctx.keyId ? `key ${ctx.keyId}` : 'the account';
+}
+
+/**
+ * Turns any error from a KMS call into an ApplicationFailure: non-retryable with an ErrorType
+ * when retrying cannot help, retryable otherwise (throttling, KMS-side faults, network errors).
+ */
+export function classifyKmsError(err: unknown, ctx: KmsCallContext): ApplicationFailure {
+  const e: AwsErrorShape = typeof err === 'object' && err !== null ? err : { message: String(err) };
+  const name = e.name ?? 'Error';
+  const base = name.replace(/Exception$/, '');
+  const status = e.$metadata?.httpStatusCode;
+  const requestId = e.$metadata?.requestId ? `, request id ${e.$metadata.requestId}` : '';
+  const aws = `${name}: ${e.message ?? ''}${requestId}`;
+  const what = subject(ctx);
+  const cause = err instanceof Error ? err : undefined;
+  const fail = (type: ErrorType, why: string): ApplicationFailure =>
+    ApplicationFailure.create({ message: `${ctx.operation} on ${what}: ${why} (${aws})`, type, nonRetryable: true, cause });
+
+  const networkCode = e.code !== undefined && NETWORK_CODES.has(e.code) ? e.code : undefined;
+  if (e.$retryable || TRANSIENT.has(base) || networkCode || status === 429 || (status ?? 0) >= 500 || e.$fault === 'server') {
+    return ApplicationFailure.create({
+      message: `${ctx.operation} on ${what} failed and will be retried (${aws})`,
+      type: networkCode ?? name,
+      nonRetryable: false,
+      cause,
+    });
+  }
+
+  switch (base) {
+    case 'NotFound':
+      return ctx.alias && !ctx.keyId
+        ? fail(ErrorType.UnknownAlias, `alias ${ctx.alias} does not exist in this account and region`)
+        : fail(ErrorType.KmsRequestRejected, `${what} does not exist in this account and region`);
+    case 'ExpiredImportToken':
+      return fail(
+        ErrorType.ImportTokenExpired,
+        'the import token has expired (tokens are valid for 24 hours); get new import parameters and wrap the material again',
+      );
+    case 'InvalidImportToken':
+      return fail(
+        ErrorType.ImportTokenInvalid,
+        `the import token is not the current one for ${what} (a newer GetParametersForImport replaces it, and a token ` +
+          'only works for the key it was issued for); get new import parameters and wrap the material again',
+      );
+    case 'IncorrectKeyMaterial':
+      return fail(
+        ErrorType.KeyHasDifferentMaterial,
+        `${what} already holds different key material; an EXTERNAL key only ever accepts the material first imported into it`,
+      );
+    case 'InvalidCiphertext':
+      return fail(
+        ErrorType.InvalidCiphertext,
+        ctx.operation === 'ImportKeyMaterial'
+          ? 'KMS could not unwrap the key material; expected material wrapped under the public key that came with this ' +
+              'import token, using the wrapping algorithm requested with it'
+          : `KMS could not decrypt the ciphertext with ${what}`,
+      );
+    case 'KMSInvalidState':
+      return ctx.keyState === 'PendingDeletion' || ctx.keyState === 'PendingReplicaDeletion'
+        ? fail(ErrorType.KeyPendingDeletion, `${what} is scheduled for deletion; cancel the deletion or use another key`)
+        : fail(ErrorType.KeyUnusableState, `${what} is in state ${ctx.keyState ?? 'unknown'}, which ${ctx.operation} does not accept`);
+    case 'Disabled':
+      return fail(ErrorType.KeyUnusableState, `${what} is disabled; expected an enabled key`);
+  }
+  if (ACCESS_DENIED.has(base)) {
+    return fail(ErrorType.KmsAccessDenied, "denied; check the worker's AWS credentials, its IAM permissions and the key policy");
+  }
+  if ((status ?? 0) >= 400 || e.$fault === 'client') {
+    return fail(ErrorType.KmsRequestRejected, 'KMS rejected the request');
+  }
+  // No response at all and nothing we recognise: most likely transient, and the retry policy bounds it.
+  return ApplicationFailure.create({ message: `${ctx.operation} on ${what} failed (${aws})`, type: name, cause });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activities
+
+type DescribedKey = KeyMetadata & { KeyId: string; Arn: string };
+
+function invalidInput(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, ErrorType.InvalidInput);
+}
+
+function described(metadata: KeyMetadata | undefined, operation: string): DescribedKey {
+  if (!metadata?.KeyId || !metadata.Arn) throw new Error(`${operation} returned no key metadata`);
+  return metadata as DescribedKey;
+}
+
+/** Strict base64 (what GetParametersForImport and the HSM side produce); rejects anything else. */
+function base64Input(value: string, field: string): Uint8Array {
+  const bytes = Buffer.from(value, 'base64');
+  if (bytes.length === 0 || bytes.toString('base64') !== value) throw invalidInput(`${field} is not non-empty base64`);
+  return bytes;
+}
+
+/**
+ * The ValidTo to send or expect: undefined for material that does not expire, else the given
+ * instant cut to whole seconds. KMS keeps seconds only, and local-kms discards the whole request
+ * body when ValidTo carries a fraction of a second.
+ */
+function validToInput(model: ExpirationModel, validTo: string | undefined): Date | undefined {
+  if (!EXPIRATION_MODELS.includes(model)) throw invalidInput(`unknown expirationModel ${String(model)}`);
+  if (model === 'KEY_MATERIAL_DOES_NOT_EXPIRE') {
+    if (validTo !== undefined) throw invalidInput(`validTo ${validTo} given with KEY_MATERIAL_DOES_NOT_EXPIRE`);
+    return undefined;
+  }
+  if (validTo === undefined) throw invalidInput('KEY_MATERIAL_EXPIRES needs validTo');
+  const ms = Date.parse(validTo);
+  if (Number.isNaN(ms)) throw invalidInput(`validTo ${validTo} is not an ISO-8601 instant`);
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
+/** Why the key cannot take imported material, or undefined if it can. */
+function unsuitability(key: DescribedKey): { type: ErrorType; why: string } | undefined {
+  if (key.Origin !== 'EXTERNAL') {
+    return { type: ErrorType.KeyNotExternal, why: `has origin ${key.Origin}; importing key material needs a key created with Origin EXTERNAL` };
+  }
+  if (key.KeyState === 'PendingDeletion' || key.KeyState === 'PendingReplicaDeletion') {
+    const when = key.DeletionDate ? ` for ${key.DeletionDate.toISOString()}` : '';
+    return { type: ErrorType.KeyPendingDeletion, why: `is scheduled for deletion${when}; cancel the deletion or use another key` };
+  }
+  if (key.KeyState === 'Disabled' || key.KeyState === 'Unavailable') {
+    return { type: ErrorType.KeyUnusableState, why: `is ${key.KeyState}; expected PendingImport or Enabled` };
+  }
+  const spec = key.KeySpec ?? key.CustomerMasterKeySpec;
+  if (spec !== 'SYMMETRIC_DEFAULT' || key.KeyUsage !== 'ENCRYPT_DECRYPT') {
+    return { type: ErrorType.KeyUnusableState, why: `is a ${spec} ${key.KeyUsage} key; expected SYMMETRIC_DEFAULT for ENCRYPT_DECRYPT` };
+  }
+  return undefined;
+}
+
+function checkImportTarget(key: DescribedKey, label: string): DescribedKey {
+  const problem = unsuitability(key);
+  if (problem) throw ApplicationFailure.nonRetryable(`key ${key.KeyId} (${label}) ${problem.why}`, problem.type);
+  return key;
+}
+
+function keyRef(key: DescribedKey, created: boolean): KmsKeyRef {
+  return { keyId: key.KeyId, keyArn: key.Arn, created, keyState: String(key.KeyState) };
+}
+
 export function createKmsActivities(client: KMSClient) {
+  async function failure(err: unknown, ctx: KmsCallContext): Promise<ApplicationFailure> {
+    const target = ctx.keyId ?? ctx.alias;
+    if (errorName(err) === 'KMSInvalidStateException' && target && !ctx.keyState) {
+      // The exception does not say which state; the key does.
+      const state = await client.send(new DescribeKeyCommand({ KeyId: target })).then(
+        (out) => out.KeyMetadata?.KeyState,
+        () => undefined,
+      );
+      return classifyKmsError(err, { ...ctx, keyState: state });
+    }
+    return classifyKmsError(err, ctx);
+  }
+
+  async function call<T>(ctx: KmsCallContext, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (err) {
+      throw await failure(err, ctx);
+    }
+  }
+
+  async function describe(keyId: string): Promise<DescribedKey> {
+    const out = await call({ operation: 'DescribeKey', keyId }, () => client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    return described(out.KeyMetadata, 'DescribeKey');
+  }
+
+  /** The key behind the alias, or undefined if there is no such alias. */
+  async function describeAlias(alias: string): Promise<DescribedKey | undefined> {
+    try {
+      const out = await client.send(new DescribeKeyCommand({ KeyId: alias }));
+      return described(out.KeyMetadata, 'DescribeKey');
+    } catch (err) {
+      if (errorName(err) === 'NotFoundException') return undefined;
+      throw await failure(err, { operation: 'DescribeKey', alias });
+    }
+  }
+
+  async function hasRequestTag(keyId: string, requestId: string): Promise<boolean> {
+    let marker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await client.send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker }));
+      } catch (err) {
+        if (errorName(err) === 'NotFoundException') return false; // deleted since ListKeys
+        throw await failure(err, { operation: 'ListResourceTags', keyId });
+      }
+      if (page.Tags?.some((t) => t.TagKey === REQUEST_ID_TAG && t.TagValue === requestId)) return true;
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return false;
+  }
+
+  /** A key an earlier attempt of this request created, found by its tag (the alias may be missing). */
+  async function findRequestKey(requestId: string): Promise<DescribedKey | undefined> {
+    const found: DescribedKey[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await call({ operation: 'ListKeys' }, () => client.send(new ListKeysCommand({ Marker: marker })));
+      for (const { KeyId } of page.Keys ?? []) {
+        if (KeyId && (await hasRequestTag(KeyId, requestId))) found.push(await describe(KeyId));
+      }
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    // Two keys for one request can only come from a lost race; every retry must settle on the same one.
+    found.sort((a, b) => (a.CreationDate?.getTime() ?? 0) - (b.CreationDate?.getTime() ?? 0));
+    return found[0];
+  }
+
+  async function createRequestKey(input: EnsureKmsKeyInput): Promise<DescribedKey> {
+    const out = await call({ operation: 'CreateKey', alias: input.alias }, () =>
+      client.send(
+        new CreateKeyCommand({
+          Origin: 'EXTERNAL',
+          KeySpec: 'SYMMETRIC_DEFAULT',
+          KeyUsage: 'ENCRYPT_DECRYPT',
+          Description: input.description,
+          Tags: [{ TagKey: REQUEST_ID_TAG, TagValue: input.requestId }],
+        }),
+      ),
+    );
+    return described(out.KeyMetadata, 'CreateKey');
+  }
+
   return {
-    async ensureKmsKey(_input: EnsureKmsKeyInput): Promise<KmsKeyRef> {
-      throw new Error('not implemented');
+    /** Finds the EXTERNAL key behind the alias, or creates it (once per request) and the alias. */
+    async ensureKmsKey(input: EnsureKmsKeyInput): Promise<KmsKeyRef> {
+      const { alias, requestId } = input;
+      if (!/^alias\/.+/.test(alias)) throw invalidInput(`alias ${alias} must start with "alias/"`);
+      if (alias.startsWith('alias/aws/')) throw invalidInput(`alias ${alias}: the alias/aws/ prefix is reserved for AWS managed keys`);
+      if (requestId.length === 0 || requestId.length > 256) {
+        throw invalidInput(`requestId must be 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
+      }
+
+      const existing = await describeAlias(alias);
+      if (existing) return keyRef(checkImportTarget(existing, alias), false);
+      if (!input.createIfMissing) {
+        throw ApplicationFailure.nonRetryable(
+          `alias ${alias} does not exist and createIfMissing is false; create the alias first or allow creating it`,
+          ErrorType.UnknownAlias,
+        );
+      }
+
+      // CreateKey is not idempotent: a retried attempt must find the key its predecessor made.
+      const earlier = await findRequestKey(requestId);
+      const key = earlier ? checkImportTarget(earlier, `${REQUEST_ID_TAG}=${requestId}`) : await createRequestKey(input);
+
+      try {
+        await client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: key.KeyId }));
+      } catch (err) {
+        if (errorName(err) !== 'AlreadyExistsException') throw await failure(err, { operation: 'CreateAlias', alias, keyId: key.KeyId });
+        // Someone created the alias since we looked: take whatever it points to, if it fits.
+        const winner = await describeAlias(alias);
+        if (!winner) throw ApplicationFailure.retryable(`alias ${alias} appeared and vanished while creating it`, 'AliasRace');
+        return keyRef(checkImportTarget(winner, alias), !earlier && winner.KeyId === key.KeyId);
+      }
+      return keyRef(key, !earlier);
     },
-    async getImportParameters(_input: GetImportParametersInput): Promise<ImportParameters> {
-      throw new Error('not implemented');
+
+    async getImportParameters(input: GetImportParametersInput): Promise<ImportParameters> {
+      const out = await call({ operation: 'GetParametersForImport', keyId: input.keyId }, () =>
+        client.send(
+          new GetParametersForImportCommand({
+            KeyId: input.keyId,
+            WrappingAlgorithm: input.wrappingAlgorithm,
+            WrappingKeySpec: input.wrappingKeySpec,
+          }),
+        ),
+      );
+      if (!out.PublicKey?.length || !out.ImportToken?.length || !out.ParametersValidTo) {
+        throw new Error(`GetParametersForImport for key ${input.keyId} returned incomplete parameters`);
+      }
+      return {
+        publicKey: Buffer.from(out.PublicKey).toString('base64'),
+        importToken: Buffer.from(out.ImportToken).toString('base64'),
+        parametersValidTo: out.ParametersValidTo.toISOString(),
+      };
     },
-    async importKeyMaterial(_input: ImportKeyMaterialInput): Promise<void> {
-      throw new Error('not implemented');
+
+    async importKeyMaterial(input: ImportKeyMaterialInput): Promise<void> {
+      const validTo = validToInput(input.expirationModel, input.validTo);
+      const importToken = base64Input(input.importToken, 'importToken');
+      const encryptedKeyMaterial = base64Input(input.encryptedKeyMaterial, 'encryptedKeyMaterial');
+      await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
+        client.send(
+          new ImportKeyMaterialCommand({
+            KeyId: input.keyId,
+            ImportToken: importToken,
+            EncryptedKeyMaterial: encryptedKeyMaterial,
+            // Always sent: local-kms dereferences it unconditionally.
+            ExpirationModel: input.expirationModel,
+            ValidTo: validTo,
+          }),
+        ),
+      );
     },
-    async verifyKey(_input: VerifyKeyInput): Promise<KeyVerification> {
-      void client;
-      throw new Error('not implemented');
+
+    /** Checks the key is usable with the expected expiry, then proves it with an Encrypt/Decrypt round trip. */
+    async verifyKey(input: VerifyKeyInput): Promise<KeyVerification> {
+      const expectedValidTo = validToInput(input.expirationModel, input.validTo)?.toISOString();
+      const key = await describe(input.keyId);
+      const actualValidTo = key.ValidTo && new Date(Math.floor(key.ValidTo.getTime() / 1000) * 1000).toISOString();
+      const differences = [
+        key.KeyState !== 'Enabled' && `state is ${key.KeyState}, expected Enabled`,
+        key.Origin !== 'EXTERNAL' && `origin is ${key.Origin}, expected EXTERNAL`,
+        key.ExpirationModel !== input.expirationModel && `expiration model is ${key.ExpirationModel ?? 'unset'}, expected ${input.expirationModel}`,
+        actualValidTo !== expectedValidTo && `ValidTo is ${actualValidTo ?? 'unset'}, expected ${expectedValidTo ?? 'unset'}`,
+      ].filter((d): d is string => typeof d === 'string');
+      if (differences.length > 0) {
+        throw ApplicationFailure.nonRetryable(`key ${input.keyId}: ${differences.join('; ')}`, ErrorType.VerificationFailed);
+      }
+
+      // A random probe, never returned or logged: it only proves the imported material works.
+      const probe = randomBytes(32);
+      const ctx = { keyId: input.keyId };
+      const encrypted = await call({ ...ctx, operation: 'Encrypt' }, () =>
+        client.send(new EncryptCommand({ KeyId: input.keyId, Plaintext: probe })),
+      );
+      const decrypted = await call({ ...ctx, operation: 'Decrypt' }, () =>
+        client.send(new DecryptCommand({ KeyId: input.keyId, CiphertextBlob: encrypted.CiphertextBlob })),
+      );
+      const plaintext = decrypted.Plaintext;
+      if (!plaintext || plaintext.length !== probe.length || !timingSafeEqual(plaintext, probe)) {
+        throw ApplicationFailure.nonRetryable(
+          `key ${input.keyId}: decrypting an encrypted probe did not give the probe back`,
+          ErrorType.VerificationFailed,
+        );
+      }
+      return {
+        keyState: String(key.KeyState),
+        origin: String(key.Origin),
+        expirationModel: input.expirationModel,
+        validTo: actualValidTo,
+        roundTrip: true,
+      };
     },
   };
 }

@@ -3,10 +3,9 @@
 // `--queues kms` where the AWS credentials are. SIGINT/SIGTERM shut down gracefully: running
 // activities finish, then the HSM session is logged out.
 import { parseArgs } from 'node:util';
-import { KMSClient } from '@aws-sdk/client-kms';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createHsmActivities } from '../activities/hsm';
-import { createKmsActivities } from '../activities/kms';
+import { createKmsActivities, kmsClient } from '../activities/kms';
 import { temporalSettings } from '../client/connection';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
 import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
@@ -49,7 +48,7 @@ async function main(): Promise<void> {
           namespace: temporal.namespace,
           taskQueue: KMS_TASK_QUEUE,
           workflowsPath: require.resolve('../workflows'),
-          activities: createKmsActivities(new KMSClient(kmsConfig)),
+          activities: createKmsActivities(kmsClient(kmsConfig)),
         }),
       );
     }
