@@ -1,0 +1,175 @@
+// The local stack with real processes: Temporal dev server, local-kms and a SoftHSM token in a
+// temporary folder on free ports (the worker is left out: it is tested with the import).
+// The tests run in order and share one stack.
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { CreateKeyCommand, DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
+import { Client, Connection } from '@temporalio/client';
+import { canConnect, freePort } from '../../scripts/net';
+import { stackDown, stackStatus, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+
+let opts: StackOptions;
+let info: StackInfo;
+const WORKFLOW_ID = 'stack-test-persisted';
+let kmsKeyId: string;
+
+before(async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-stack-'));
+  const ports = new Set<number>();
+  while (ports.size < 3) ports.add(await freePort());
+  const [temporalPort, uiPort, kmsPort] = [...ports];
+  opts = {
+    dir,
+    temporalPort,
+    uiPort,
+    kmsPort,
+    namespace: 'byok-stack-test', // not "default": proves the dev server creates it
+    tokenLabel: 'stack-test',
+    pin: '4321',
+    soPin: '87654321',
+    worker: false,
+  };
+});
+
+after(async () => {
+  if (!opts) return;
+  await stackDown(opts);
+  await rm(opts.dir, { recursive: true, force: true });
+});
+
+function kmsClient(): KMSClient {
+  return new KMSClient({
+    region: info.region,
+    endpoint: info.kmsEndpoint,
+    credentials: { accessKeyId: info.env.AWS_ACCESS_KEY_ID, secretAccessKey: info.env.AWS_SECRET_ACCESS_KEY },
+  });
+}
+
+async function withTemporal<T>(use: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  const connection = await Connection.connect({ address: info.temporalAddress });
+  try {
+    return await use(new Client({ connection, namespace: info.namespace }), connection);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Alive and not a zombie, read from /proc so the check does not lean on the code under test. */
+function processRuns(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function runningPids(): Promise<Record<string, number>> {
+  const status = await stackStatus(opts);
+  const pids: Record<string, number> = {};
+  for (const s of status) if (s.pid !== undefined) pids[s.component] = s.pid;
+  return pids;
+}
+
+test('up starts the dev server, local-kms and the token', async () => {
+  info = await stackUp(opts);
+  assert.equal(info.temporalAddress, `127.0.0.1:${opts.temporalPort}`);
+
+  const described = await withTemporal((_, connection) =>
+    connection.workflowService.describeNamespace({ namespace: opts.namespace }),
+  );
+  assert.equal(described.namespaceInfo?.name, opts.namespace);
+  // Left running with no worker: it must survive a restart of the dev server.
+  await withTemporal((client) =>
+    client.workflow.start('stackProbe', { taskQueue: 'stack-test-no-worker', workflowId: WORKFLOW_ID }),
+  );
+
+  const kms = kmsClient();
+  const created = await kms.send(new CreateKeyCommand({ Description: 'stack test' }));
+  kmsKeyId = created.KeyMetadata?.KeyId ?? assert.fail('CreateKey returned no key id');
+  const listed = await kms.send(new ListKeysCommand({}));
+  assert.ok(listed.Keys?.some((k) => k.KeyId === kmsKeyId));
+  kms.destroy();
+
+  // The PIN reaches the worker only through a private file.
+  const pinFile = info.env.PKCS11_PIN_FILE;
+  assert.equal(await readFile(pinFile, 'utf8'), `${opts.pin}\n`);
+  assert.equal(statSync(pinFile).mode & 0o777, 0o600);
+  assert.ok(!Object.values(info.env).includes(opts.pin), 'the PIN is not in the stack env');
+  assert.equal(info.env.SOFTHSM2_CONF, info.softhsmConf);
+
+  const status = await stackStatus(opts);
+  const byName = Object.fromEntries(status.map((s) => [s.component, s]));
+  assert.equal(byName.temporal.running, true, byName.temporal.detail);
+  assert.equal(byName['local-kms'].running, true, byName['local-kms'].detail);
+  assert.equal(byName['softhsm-token'].running, true, byName['softhsm-token'].detail);
+  assert.equal(byName.worker.running, false);
+});
+
+test('a second up reuses the running processes', async () => {
+  const before = await runningPids();
+  assert.ok(before.temporal && before['local-kms'], JSON.stringify(before));
+  await stackUp(opts);
+  assert.deepEqual(await runningPids(), before);
+});
+
+test('down stops the processes it started and removes their pid files', async () => {
+  const pids = await runningPids();
+  await stackDown(opts);
+  for (const [name, pid] of Object.entries(pids)) assert.equal(processRuns(pid), false, `${name} (pid ${pid}) still runs`);
+  assert.equal(await canConnect('127.0.0.1', opts.temporalPort), false);
+  assert.equal(await canConnect('127.0.0.1', opts.kmsPort), false);
+  for (const name of ['temporal', 'local-kms']) {
+    await assert.rejects(readFile(path.join(opts.dir, 'pids', `${name}.pid`)), { code: 'ENOENT' });
+  }
+  const status = await stackStatus(opts);
+  assert.deepEqual(
+    status.filter((s) => s.component !== 'softhsm-token').map((s) => [s.component, s.running]),
+    [
+      ['temporal', false],
+      ['local-kms', false],
+      ['worker', false],
+    ],
+  );
+});
+
+test('a later up replaces a stale pid file and finds the data from before down', async () => {
+  // A pid file naming a live process that is not local-kms (this test process): not to be reused or killed.
+  await writeFile(path.join(opts.dir, 'pids', 'local-kms.pid'), `${process.pid}\n`);
+  info = await stackUp(opts);
+  const pids = await runningPids();
+  assert.ok(pids['local-kms'] && pids['local-kms'] !== process.pid);
+
+  const description = await withTemporal((client) => client.workflow.getHandle(WORKFLOW_ID).describe());
+  assert.equal(description.status.name, 'RUNNING');
+  const kms = kmsClient();
+  const key = await kms.send(new DescribeKeyCommand({ KeyId: kmsKeyId }));
+  assert.equal(key.KeyMetadata?.KeyId, kmsKeyId);
+  kms.destroy();
+});
+
+test('up refuses a port held by a process it did not start', async () => {
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  const { port } = squatter.address() as net.AddressInfo;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-stack-taken-'));
+  try {
+    await assert.rejects(stackUp({ ...opts, dir, temporalPort: port, uiPort: await freePort() }), (err: Error) => {
+      assert.match(err.message, new RegExp(`port ${port} \\(Temporal frontend\\) is already in use`));
+      return true;
+    });
+    assert.deepEqual(
+      (await stackStatus({ ...opts, dir })).filter((s) => s.running),
+      [],
+      'nothing was started in the other folder',
+    );
+  } finally {
+    squatter.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
