@@ -1,0 +1,37 @@
+// `npm run demo`: start the local stack, import one key with two approvals sent through the CLI,
+// print the result and where to look in the Temporal Web UI. Safe to run again: the second run
+// re-imports the same HSM key into the same KMS key.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from './paths';
+import { stackOptionsFromEnv, stackUp } from './stack';
+
+const run = promisify(execFile);
+const byok = path.join(projectRoot, 'bin', 'byok');
+
+async function main(): Promise<void> {
+  const info = await stackUp(stackOptionsFromEnv());
+  const env = { ...process.env, ...info.env };
+  const cli = async (...args: string[]) => {
+    console.log(`\n$ byok ${args.join(' ')}`);
+    const { stdout } = await run(process.execPath, [byok, ...args], { env });
+    process.stdout.write(stdout);
+  };
+
+  const workflowId = 'import-demo';
+  // SoftHSM2 2.6.1 can only do OAEP with SHA-1; a real HSM would use the RSAES_OAEP_SHA_256 default.
+  await cli('import', '--alias', 'demo', '--wrapping-algorithm', 'RSAES_OAEP_SHA_1', '--requester', 'rita',
+    '--approvers', 'alice,bob,carol', '--required', '2', '--workflow-id', workflowId);
+  await cli('approve', workflowId, '--as', 'alice', '--comment', 'ticket SEC-1234 checked');
+  await cli('approve', workflowId, '--as', 'bob');
+  await cli('result', workflowId);
+
+  console.log(`\nTemporal Web UI: ${info.uiUrl} (this import: ${info.uiUrl}/namespaces/${info.namespace}/workflows/${workflowId})`);
+  console.log('The stack keeps running; stop it with "npx byok stack down".');
+}
+
+main().catch((err) => {
+  console.error(`demo failed: ${err?.stderr || err?.message || err}`);
+  process.exit(1);
+});

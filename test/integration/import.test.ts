@@ -1,0 +1,216 @@
+// End to end on the real stack (Temporal dev server, local-kms, SoftHSM2, the worker process),
+// driven through the `byok` CLI as a key custodian would.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
+import { Client, Connection } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { KeyType, Module, ObjectClass, SessionFlag } from 'graphene-pk11';
+import '../quiet-runtime';
+import { nodeKcv } from '../hsm/softhsm-fixture';
+import { freePort } from '../../scripts/net';
+import { projectRoot, tools } from '../../scripts/paths';
+import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import type { ImportKeyResult } from '../../workflows/import-key';
+
+// A PIN that cannot turn up in a history by chance, unlike the demo's "1234".
+const PIN = `it-${randomBytes(8).toString('hex')}`;
+const KNOWN_KEY = randomBytes(32);
+const KNOWN_LABEL = 'byok/it-known';
+
+let opts: StackOptions;
+let info: StackInfo;
+let kms: KMSClient;
+let temporal: Connection;
+const cliOutput: string[] = [];
+const runs: Array<{ workflowId: string; runId: string }> = [];
+
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function byok(...args: string[]): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(projectRoot, 'bin', 'byok'), ...args], { env: { ...process.env, ...info.env } }, (err, stdout, stderr) => {
+      cliOutput.push(stdout, stderr);
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function ok(...args: string[]): Promise<string> {
+  const run = await byok(...args);
+  assert.equal(run.code, 0, `byok ${args.join(' ')} exited ${run.code}: ${run.stderr}`);
+  return run.stdout;
+}
+
+/** One import through the CLI: start, two approvals, the result. */
+async function importWithApprovals(...importArgs: string[]): Promise<ImportKeyResult> {
+  const started = JSON.parse(
+    await ok('import', ...importArgs, '--wrapping-algorithm', 'RSAES_OAEP_SHA_1', '--requester', 'rita', '--approvers', 'alice,bob,carol', '--required', '2', '--json'),
+  );
+  runs.push(started);
+  const { workflowId } = started;
+  await ok('approve', workflowId, '--as', 'alice', '--comment', 'change CHG-42');
+  await ok('approve', workflowId, '--as', 'bob');
+  return JSON.parse(await ok('result', workflowId, '--json'));
+}
+
+/** Puts a key of known value on the stack's token, as an operator would before importing it. */
+function createKnownKey(): void {
+  process.env.SOFTHSM2_CONF = info.softhsmConf;
+  const mod = Module.load(tools.softhsmModule);
+  mod.initialize();
+  try {
+    const slot = [...mod.getSlots(true)].find((s) => s.getToken().label === opts.tokenLabel);
+    assert.ok(slot, 'stack token not found');
+    const session = slot.open(SessionFlag.RW_SESSION | SessionFlag.SERIAL_SESSION);
+    session.login(PIN);
+    session.create({
+      class: ObjectClass.SECRET_KEY,
+      keyType: KeyType.AES,
+      label: KNOWN_LABEL,
+      id: Buffer.from('it-known'),
+      value: KNOWN_KEY,
+      token: true,
+      private: true,
+      sensitive: true,
+      extractable: true,
+    });
+    session.logout();
+    session.close();
+  } finally {
+    mod.finalize();
+    mod.close();
+  }
+}
+
+async function keyCount(): Promise<number> {
+  return (await kms.send(new ListKeysCommand({ Limit: 1000 }))).Keys?.length ?? 0;
+}
+
+describe('byok on the real stack', () => {
+  before(async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-it-'));
+    opts = {
+      dir,
+      temporalPort: await freePort(),
+      uiPort: await freePort(),
+      kmsPort: await freePort(),
+      namespace: 'default',
+      tokenLabel: 'byok-it',
+      pin: PIN,
+      soPin: `so-${randomBytes(6).toString('hex')}`,
+      worker: false,
+    };
+    info = await stackUp(opts);
+    // The known key goes in before the worker opens the token.
+    createKnownKey();
+    info = await stackUp({ ...opts, worker: true });
+    kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    temporal = await Connection.connect({ address: info.temporalAddress });
+  });
+
+  after(async () => {
+    await temporal?.close();
+    if (opts) {
+      await stackDown(opts);
+      await rm(opts.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('imports an existing HSM key after two CLI approvals; the KMS key is Enabled and encrypts', async () => {
+    const started = JSON.parse(
+      await ok('import', '--alias', 'it-known', '--hsm-key-label', KNOWN_LABEL, '--existing-hsm-key', '--wrapping-algorithm', 'RSAES_OAEP_SHA_1',
+        '--requester', 'rita', '--approvers', 'alice,bob,carol', '--required', '2', '--json'),
+    );
+    runs.push(started);
+    const { workflowId } = started;
+    const self = await byok('approve', workflowId, '--as', 'rita');
+    assert.equal(self.code, 3);
+    assert.match(self.stderr, /refused: "rita" requested this import and cannot decide on it/);
+    await ok('approve', workflowId, '--as', 'alice');
+    const status = JSON.parse(await ok('status', workflowId, '--json'));
+    assert.equal(status.step, 'AWAITING_APPROVAL');
+    assert.equal(status.approvalsNeeded, 1);
+    await ok('approve', workflowId, '--as', 'carol');
+    const result: ImportKeyResult = JSON.parse(await ok('result', workflowId, '--json'));
+
+    assert.equal(result.outcome, 'IMPORTED');
+    assert.equal(result.hsmKey.label, KNOWN_LABEL);
+    assert.equal(result.hsmKey.kcv, nodeKcv(KNOWN_KEY));
+    assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'carol']);
+    const { KeyMetadata: meta } = await kms.send(new DescribeKeyCommand({ KeyId: 'alias/it-known' }));
+    assert.equal(meta?.KeyState, 'Enabled');
+    assert.equal(meta?.Origin, 'EXTERNAL');
+    assert.equal(meta?.Arn, result.keyArn);
+    const plaintext = Buffer.from('round trip through the imported key');
+    const { CiphertextBlob } = await kms.send(new EncryptCommand({ KeyId: 'alias/it-known', Plaintext: plaintext }));
+    const { Plaintext } = await kms.send(new DecryptCommand({ CiphertextBlob }));
+    assert.deepEqual(Buffer.from(Plaintext!), plaintext);
+  });
+
+  it('generates the HSM key when missing, and a second import of the same alias creates no second key', async () => {
+    const first = await importWithApprovals('--alias', 'it-generated');
+    assert.equal(first.outcome, 'IMPORTED');
+    assert.equal(first.hsmKey.label, 'byok/it-generated');
+    const keys = await keyCount();
+
+    const second = await importWithApprovals('--alias', 'it-generated');
+    assert.equal(second.outcome, 'IMPORTED');
+    assert.equal(second.keyArn, first.keyArn);
+    assert.equal(second.hsmKey.keyId, first.hsmKey.keyId);
+    assert.equal(second.hsmKey.kcv, first.hsmKey.kcv);
+    assert.equal(await keyCount(), keys, 'no second KMS key');
+  });
+
+  it('leaves neither the PIN nor the key bytes in any history, log or CLI output', async () => {
+    const haystacks: Buffer[] = [];
+    for (const history of await histories()) haystacks.push(...bytesIn(history), Buffer.from(JSON.stringify(history)));
+    for (const log of await readdir(info.logsDir)) haystacks.push(await readFile(path.join(info.logsDir, log)));
+    haystacks.push(Buffer.from(cliOutput.join('\n')));
+    assert.equal(runs.length, 3);
+    // Positive control: the scan reads payload contents (the KCV is in every history, by design).
+    assert.ok(haystacks.some((h) => h.includes(Buffer.from(nodeKcv(KNOWN_KEY)))), 'payloads were searched');
+
+    const needles: Array<[string, Buffer]> = [];
+    for (const [name, secret] of [['PIN', Buffer.from(PIN)], ['key bytes', KNOWN_KEY]] as const) {
+      needles.push([`${name} raw`, secret]);
+      for (const encoding of ['hex', 'base64', 'base64url'] as const) needles.push([`${name} ${encoding}`, Buffer.from(secret.toString(encoding))]);
+      needles.push([`${name} HEX`, Buffer.from(secret.toString('hex').toUpperCase())]);
+    }
+    for (const [name, needle] of needles) {
+      assert.equal(haystacks.findIndex((h) => h.includes(needle)), -1, `${name} found`);
+    }
+  });
+
+  it('replays the histories it just produced with the current workflow code', async () => {
+    const recorded = (await histories()).map((history, i) => ({ workflowId: runs[i].workflowId, history }));
+    let replayed = 0;
+    for await (const result of Worker.runReplayHistories({ workflowsPath: require.resolve('../../workflows') }, recorded)) {
+      assert.equal(result.error, undefined, `${result.workflowId}: ${result.error}`);
+      replayed++;
+    }
+    assert.equal(replayed, runs.length);
+  });
+});
+
+/** The histories of every run this file started, as the server stores them. */
+async function histories() {
+  const client = new Client({ connection: temporal, namespace: info.namespace });
+  return Promise.all(runs.map(({ workflowId, runId }) => client.workflow.getHandle(workflowId, runId).fetchHistory()));
+}
+
+/** Every byte array in a decoded history: payload data, mostly. */
+function bytesIn(value: unknown, found: Buffer[] = []): Buffer[] {
+  if (value instanceof Uint8Array) found.push(Buffer.from(value));
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) bytesIn(v, found);
+  return found;
+}

@@ -1,0 +1,25 @@
+// Recorded histories of real runs must replay with the current workflow code: a change that would
+// break a running import fails here (then it needs `patched()`). To record one, run the demo and
+//   .tools/bin/temporal workflow show -w import-demo -o json > test/replay/histories/<name>.json
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
+import '../quiet-runtime';
+import { projectRoot } from '../../scripts/paths';
+
+const dir = path.join(projectRoot, 'test', 'replay', 'histories');
+
+describe('recorded histories', async () => {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+  it('are there to replay', () => assert.ok(files.length > 0, `no histories in ${dir}`));
+  for (const file of files) {
+    it(`replays ${file}`, async () => {
+      const history = historyFromJSON(JSON.parse(await readFile(path.join(dir, file), 'utf8')));
+      assert.ok((history.events?.length ?? 0) > 10, 'a whole import, not a stub');
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('../../workflows') }, history, file);
+    });
+  }
+});
