@@ -1,0 +1,54 @@
+// The CLI's answers that need no server: help, usage errors, input validation, an unreachable Temporal.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { freePort } from '../../scripts/net';
+import { projectRoot } from '../../scripts/paths';
+
+function byok(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(projectRoot, 'bin', 'byok'), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('byok CLI without a server', () => {
+  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'stack']) {
+    it(`prints help for ${command}`, async () => {
+      const run = await byok([command, '--help']);
+      assert.equal(run.code, 0);
+      assert.match(run.stdout, new RegExp(`^usage: byok ${command}`));
+    });
+  }
+
+  const usage: Array<[string, string[], RegExp]> = [
+    ['no command', [], /usage: byok <command>/],
+    ['an unknown command', ['export'], /unknown command "export"/],
+    ['an unknown option', ['status', 'x', '--colour'], /Unknown option '--colour'/],
+    ['import without an alias', ['import', '--approvers', 'a'], /--alias is required/],
+    ['import without approvers', ['import', '--alias', 'a'], /--approvers is required/],
+    ['a reserved alias', ['import', '--alias', 'alias/aws/s3', '--approvers', 'a', '--requester', 'r'], /invalid alias: "alias\/aws\/" is reserved/],
+    ['more approvals than approvers', ['import', '--alias', 'a', '--approvers', 'a,b', '--required', '3', '--requester', 'r'], /invalid requiredApprovals/],
+    ['an unknown algorithm', ['import', '--alias', 'a', '--approvers', 'b', '--requester', 'r', '--wrapping-algorithm', 'RSA_PKCS1'], /invalid wrappingAlgorithm/],
+    ['a ValidTo in the past', ['import', '--alias', 'a', '--approvers', 'b', '--requester', 'r', '--valid-to', '2020-01-01T00:00:00Z'], /invalid validTo: .* is in the past/],
+    ['approve without --as', ['approve', 'import-x'], /--as NAME is required/],
+    ['status without an id', ['status'], /expected one workflow id/],
+    ['an unknown stack action', ['stack', 'sideways'], /unknown action "sideways"/],
+  ];
+  for (const [name, args, message] of usage) {
+    it(`exits 2 on ${name}`, async () => {
+      const run = await byok(args);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, message);
+    });
+  }
+
+  it('exits 1 with one line when Temporal cannot be reached', async () => {
+    const run = await byok(['status', 'import-x'], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /^byok: cannot reach Temporal at 127\.0\.0\.1:\d+/);
+    assert.equal(run.stderr.trim().split('\n').length, 1);
+  });
+});

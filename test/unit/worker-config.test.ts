@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConfigError, hsmSettings, kmsSettings, parseQueues } from '../../worker/config';
+
+describe('worker configuration', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'byok-config-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('parses --queues and refuses anything but hsm and kms', () => {
+    assert.deepEqual(parseQueues('hsm,kms'), ['hsm', 'kms']);
+    assert.deepEqual(parseQueues(' kms '), ['kms']);
+    assert.throws(() => parseQueues('hsm,aws'), /queues: expected "hsm", "kms" or "hsm,kms", got "hsm,aws"/);
+    assert.throws(() => parseQueues(''), ConfigError);
+  });
+
+  it('reads the PIN from a mode-600 file without its newline, and never from both sources', async () => {
+    const file = path.join(dir, 'pin');
+    await writeFile(file, 's3cret\n', { mode: 0o600 });
+    assert.deepEqual(hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: file }), {
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      tokenLabel: 't',
+      pin: 's3cret',
+    });
+    assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: file, PKCS11_PIN: 'x' }), /not both/);
+    await chmod(file, 0o644);
+    assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: file }), /readable by group or others; chmod 600 it/);
+  });
+
+  it('names what is missing, without echoing a PIN', () => {
+    assert.throws(() => hsmSettings({ PKCS11_PIN: 'x' }), /PKCS11_TOKEN_LABEL is required/);
+    assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't' }), /PKCS11_PIN or PKCS11_PIN_FILE is required/);
+    assert.throws(
+      () => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: path.join(dir, 'absent') }),
+      (err: Error) => /PKCS11_PIN_FILE .*absent: ENOENT/.test(err.message),
+    );
+  });
+
+  it('needs a region for KMS and takes the endpoint from the flag or AWS_ENDPOINT_URL_KMS', () => {
+    assert.throws(() => kmsSettings({}), /AWS_REGION is required/);
+    assert.deepEqual(kmsSettings({ AWS_DEFAULT_REGION: 'eu-west-1' }), { region: 'eu-west-1', endpoint: undefined });
+    assert.deepEqual(kmsSettings({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:4599' }), {
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:4599',
+    });
+    assert.equal(kmsSettings({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_KMS: 'http://a' }, 'http://b').endpoint, 'http://b');
+    assert.throws(() => kmsSettings({ AWS_REGION: 'us-east-1' }, 'localhost:4599'), /expected an http\(s\) URL/);
+  });
+});
