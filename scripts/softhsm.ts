@@ -36,17 +36,18 @@ export async function initSoftHsmToken(
     `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\n`,
   );
   const env = { SOFTHSM2_CONF: confPath };
-  const util = (args: string[]) => run(tools.softhsmUtil, args, { env: { ...process.env, ...env } });
-
-  const { stdout } = await util(['--show-slots']);
-  if (tokenLabels(stdout).includes(opts.label)) return { confPath, env };
+  if (await tokenExists(confPath, opts.label)) return { confPath, env };
   // The PINs travel as command-line arguments, visible to other local users in the process
   // list: acceptable only for this throwaway demo/test token, never for a real HSM.
-  await util(['--init-token', '--free', '--label', opts.label, '--so-pin', opts.soPin, '--pin', opts.pin]);
+  await run(tools.softhsmUtil, ['--init-token', '--free', '--label', opts.label, '--so-pin', opts.soPin, '--pin', opts.pin], {
+    env: { ...process.env, ...env },
+  });
   return { confPath, env };
 }
 
-/** Labels of the tokens listed by `softhsm2-util --show-slots` (blank for free slots). */
-function tokenLabels(showSlots: string): string[] {
-  return [...showSlots.matchAll(/^\s*Label:[ \t]*(.*?)[ \t]*$/gm)].map((m) => m[1]);
+/** Whether the SoftHSM configured by `confPath` has a token labelled `label`. */
+export async function tokenExists(confPath: string, label: string): Promise<boolean> {
+  const { stdout } = await run(tools.softhsmUtil, ['--show-slots'], { env: { ...process.env, SOFTHSM2_CONF: confPath } });
+  // Labels of the listed tokens (blank for free slots).
+  return [...stdout.matchAll(/^\s*Label:[ \t]*(.*?)[ \t]*$/gm)].some((m) => m[1] === label);
 }

@@ -7,18 +7,17 @@
 // <dir>/temporal/         SQLite database of the dev server (kept by down)
 // <dir>/kms/              local-kms LevelDB (kept by down)
 // <dir>/softhsm/          token, softhsm2.conf and user.pin (kept by down)
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { LOCAL_KMS_REGION, localKmsCommand } from './local-kms';
 import { canConnect } from './net';
 import { projectRoot, tools } from './paths';
-import { initSoftHsmToken } from './softhsm';
+import { initSoftHsmToken, tokenExists } from './softhsm';
 import { temporalDevServerCommand } from './temporal-dev-server';
 
 export interface StackOptions {
@@ -478,10 +477,7 @@ async function tokenStatus(opts: StackOptions): Promise<ComponentStatus> {
   const component = 'softhsm-token';
   if (!existsSync(softhsmConf)) return { component, running: false, detail: `no ${softhsmConf}` };
   try {
-    const { stdout } = await promisify(execFile)(tools.softhsmUtil, ['--show-slots'], {
-      env: { ...process.env, SOFTHSM2_CONF: softhsmConf },
-    });
-    const found = stdout.split('\n').some((line) => /^\s*Label:\s*(.*?)\s*$/.exec(line)?.[1] === opts.tokenLabel);
+    const found = await tokenExists(softhsmConf, opts.tokenLabel);
     const detail = found ? `label ${opts.tokenLabel}, SOFTHSM2_CONF=${softhsmConf}` : `no token labelled ${opts.tokenLabel}`;
     return { component, running: found, detail };
   } catch (err) {
