@@ -99,6 +99,7 @@ const hsm = proxyActivities<HsmActivities>({
 });
 
 const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
+const MAX_COMMENT = 1000;
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
@@ -139,19 +140,27 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     failure,
   });
 
-  const decide = async (decision: Decision['decision'], { approver, comment }: DecisionInput): Promise<ImportStatus> => {
+  // Signals carry whatever the sender sent: check the shape before the gate's rules.
+  const refusalOf = (decision: Decision['decision'], d: DecisionInput | undefined): string | undefined => {
+    if (typeof d?.approver !== 'string' || d.approver.length > 64) return 'approver must be an id of at most 64 characters';
+    if (d.comment !== undefined && (typeof d.comment !== 'string' || d.comment.length > MAX_COMMENT)) {
+      return `comment must be a string of at most ${MAX_COMMENT} characters`;
+    }
+    return gate.refusal(d.approver, decision);
+  };
+  const decide = async (decision: Decision['decision'], d: DecisionInput | undefined): Promise<ImportStatus> => {
     await condition(() => subject !== undefined || gate.state !== 'PENDING');
-    const refusal = gate.refusal(approver, decision);
+    const refusal = refusalOf(decision, d);
     if (refusal) {
       // Only reachable by signals (updates are validated first) or a decision that raced another.
-      log.warn('decision refused', { approver, decision, refusal });
+      log.warn('decision refused', { decision, refusal });
       return status();
     }
-    gate.record({ approver, decision, comment, at: new Date().toISOString(), subject: subject! });
+    gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject! });
     return status();
   };
-  const validate = (decision: Decision['decision']) => (d: DecisionInput) => {
-    const refusal = typeof d?.approver === 'string' ? gate.refusal(d.approver, decision) : 'approver is required';
+  const validate = (decision: Decision['decision']) => (d: DecisionInput | undefined) => {
+    const refusal = refusalOf(decision, d);
     if (refusal) throw new Error(refusal);
   };
   setHandler(approveSignal, (d) => void decide('APPROVE', d));

@@ -121,6 +121,10 @@ describe('importKey workflow', () => {
       // Signals cannot answer; a refused one must simply not count.
       await h.signal(approveSignal, { approver: 'alice' });
       await h.signal(approveSignal, { approver: 'rita' });
+      // Malformed signals are refused too, and do not wedge the workflow.
+      await h.signal(approveSignal, {} as never);
+      await h.signal(approveSignal, { approver: 'carol', comment: 'x'.repeat(1001) });
+      assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'carol', comment: 7 as never }] })), /comment must be a string/);
       const status = await h.query(statusQuery);
       assert.equal(status.approvals.length, 1);
       assert.equal(status.approvalsNeeded, 1);
