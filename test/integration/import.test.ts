@@ -171,12 +171,32 @@ describe('byok on the real stack', () => {
     assert.equal(await keyCount(), keys, 'no second KMS key');
   });
 
+  it('finishes an import after its worker was killed (kill -9) while it waited for approval', async () => {
+    const started = JSON.parse(
+      await ok('import', '--alias', 'it-crash', '--wrapping-algorithm', 'RSAES_OAEP_SHA_1', '--requester', 'rita', '--approvers', 'alice,bob', '--required', '2', '--json'),
+    );
+    runs.push(started);
+    await ok('approve', started.workflowId, '--as', 'alice');
+    const keys = await keyCount();
+    const workerPid = Number(await readFile(path.join(opts.dir, 'pids', 'worker.pid'), 'utf8'));
+    process.kill(workerPid, 'SIGKILL');
+    info = await stackUp({ ...opts, worker: true }); // starts a new worker
+    const newPid = Number(await readFile(path.join(opts.dir, 'pids', 'worker.pid'), 'utf8'));
+    assert.notEqual(newPid, workerPid);
+
+    await ok('approve', started.workflowId, '--as', 'bob');
+    const result: ImportKeyResult = JSON.parse(await ok('result', started.workflowId, '--json'));
+    assert.equal(result.outcome, 'IMPORTED');
+    assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'bob']);
+    assert.equal(await keyCount(), keys, 'no key created after the crash');
+  });
+
   it('leaves neither the PIN nor the key bytes in any history, log or CLI output', async () => {
     const haystacks: Buffer[] = [];
     for (const history of await histories()) haystacks.push(...bytesIn(history), Buffer.from(JSON.stringify(history)));
     for (const log of await readdir(info.logsDir)) haystacks.push(await readFile(path.join(info.logsDir, log)));
     haystacks.push(Buffer.from(cliOutput.join('\n')));
-    assert.equal(runs.length, 3);
+    assert.equal(runs.length, 4);
     // Positive control: the scan reads payload contents (the KCV is in every history, by design).
     assert.ok(haystacks.some((h) => h.includes(Buffer.from(nodeKcv(KNOWN_KEY)))), 'payloads were searched');
 

@@ -1,6 +1,9 @@
-// Recorded histories of real runs must replay with the current workflow code: a change that would
-// break a running import fails here (then it needs `patched()`). To record one, run the demo and
+// Recorded histories must replay with the current workflow code: a change that would break a
+// running import fails here (then it needs `patched()`). import-key-approved and -rejected come
+// from the demo stack, recorded with
 //   .tools/bin/temporal workflow show -w import-demo -o json > test/replay/histories/<name>.json
+// import-key-token-refreshed from the time-skipping server with the fakes of test/workflow: an
+// approval after 25 h, then ExpiredImportTokenException, two refreshes.
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
