@@ -22,7 +22,7 @@ import {
 } from 'graphene-pk11';
 import { ErrorType } from '../workflows/errors';
 import type { WrappingAlgorithm } from '../workflows/model';
-import { wrapPlan, type WrapPlan } from './wrapping';
+import { aesKeyWrapStep, checkWrapOutputLengths, wrapPlan, type WrapPlan } from './wrapping';
 
 export interface HsmConfig {
   /** Path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so or libprimusP11.so. */
@@ -66,7 +66,7 @@ export function createHsmActivities(config: HsmConfig) {
       // Checked before touching the HSM: neither can get better on retry.
       const plan = wrapPlan(input.wrappingAlgorithm);
       const rsa = parseWrappingKey(input.publicKey);
-      return hsm.use((session) => wrap(session, hsm.hsmName, config.tokenLabel, input, plan, rsa));
+      return hsm.use((session) => wrap(session, hsm.info, config.tokenLabel, input, plan, rsa));
     },
   };
   return { activities, close: async (): Promise<void> => hsm.close() };
@@ -116,15 +116,15 @@ function ignoringErrors(call: () => void): void {
 
 /**
  * One module load and one logged-in session per createHsmActivities, opened on first use.
- * graphene's calls are synchronous, so concurrent activities never interleave on the session.
+ * graphene's calls are synchronous: they block the Node event loop (heartbeats too), and never interleave.
  * Login state and C_Finalize are per process in PKCS#11: close() ends them for every user of
  * the library in this process.
  */
 class HsmConnection {
   private module?: Module;
   private session?: Session;
-  /** Token manufacturer and model plus library, for error messages; set when a session opens. */
-  hsmName = 'HSM';
+  /** Read when a session opens, so once per session rather than per call. */
+  info: HsmInfo = { name: 'HSM', mechanisms: new Set() };
 
   constructor(private readonly config: HsmConfig) {}
 
@@ -174,7 +174,11 @@ class HsmConnection {
       throw new Error(`cannot initialise PKCS#11 module ${this.config.module}: ${(e as Error).message}`);
     }
     const { slot, token } = this.findToken(module);
-    this.hsmName = describeHsm(module, token);
+    this.info = {
+      name: describeHsm(module, token),
+      // The plain list: iterating graphene's slot.getMechanisms() costs one C_GetMechanismInfo each.
+      mechanisms: new Set(slot.lib.C_GetMechanismList(slot.handle)),
+    };
     const session = slot.open(SessionFlag.RW_SESSION | SessionFlag.SERIAL_SESSION);
     try {
       session.login(this.config.pin);
@@ -225,6 +229,13 @@ class HsmConnection {
       ErrorType.HsmTokenNotFound,
     );
   }
+}
+
+interface HsmInfo {
+  /** Token manufacturer and model plus library, for error messages. */
+  name: string;
+  /** CKM_* types the slot lists, to choose among mechanisms that differ by HSM. */
+  mechanisms: ReadonlySet<number>;
 }
 
 /** e.g. `SoftHSM project SoftHSM v2 (libsofthsm2.so: SoftHSM Implementation of PKCS11 2.6)`. */
@@ -411,7 +422,7 @@ const EPHEMERAL_AES_KEY: ITemplate = {
 
 function wrap(
   session: Session,
-  hsmName: string,
+  hsm: HsmInfo,
   tokenLabel: string,
   { label, keyId, wrappingAlgorithm }: WrapKeyInput,
   plan: WrapPlan,
@@ -425,7 +436,7 @@ function wrap(
       const code = ckr(e);
       if (code && MECHANISM_REFUSED.has(code)) {
         throw ApplicationFailure.nonRetryable(
-          `${hsmName} refused ${mechanism} for ${wrappingAlgorithm}: ${code}`,
+          `${hsm.name} refused ${mechanism} for ${wrappingAlgorithm}: ${code}`,
           ErrorType.HsmMechanismUnsupported,
         );
       }
@@ -439,15 +450,25 @@ function wrap(
       .toType<PublicKey>();
     transient.push(publicKey);
     const oaep = (key: SecretKey) => step(plan.oaep.description, () => session.wrapKey(plan.oaep.mechanism, publicKey, key));
-    if (!plan.aesKeyWrap) return { encryptedKeyMaterial: oaep(target).toString('base64') };
+    const check = { hsmName: hsm.name, algorithm: wrappingAlgorithm, modulusBytes: rsa.modulus.length };
+    if (!plan.aesKeyWrap) {
+      const rsaPart = oaep(target);
+      checkWrapOutputLengths({ ...check, rsa: { description: plan.oaep.description, length: rsaPart.length } });
+      return { encryptedKeyMaterial: rsaPart.toString('base64') };
+    }
 
-    const kwp = plan.aesKeyWrap;
+    const kwp = aesKeyWrapStep(hsm.mechanisms);
     const ephemeral = step('CKM_AES_KEY_GEN(256-bit session key)', () =>
       session.generateKey(KeyGenMechanism.AES, EPHEMERAL_AES_KEY),
     );
     transient.push(ephemeral);
     const rsaPart = oaep(ephemeral);
     const kwpPart = step(kwp.description, () => session.wrapKey(kwp.mechanism, ephemeral, target));
+    checkWrapOutputLengths({
+      ...check,
+      rsa: { description: plan.oaep.description, length: rsaPart.length },
+      aesKeyWrap: { description: kwp.description, length: kwpPart.length },
+    });
     return { encryptedKeyMaterial: Buffer.concat([rsaPart, kwpPart]).toString('base64') };
   } finally {
     for (const object of transient) destroyTransient(object);

@@ -21,12 +21,18 @@ export interface WrapPlan {
   /** C_WrapKey under the AWS public key: of the target key itself, or of the ephemeral AES key. */
   oaep: OaepStep;
   /**
-   * Only for RSA_AES_KEY_WRAP_*: C_WrapKey of the target key under an ephemeral AES-256 key.
-   * AWS expects RSA part ‖ KWP part. Composed from two steps because HSMs (Primus among them)
-   * do not all offer CKM_RSA_AES_KEY_WRAP.
+   * RSA_AES_KEY_WRAP_*: the target key is wrapped under an ephemeral AES-256 key (mechanism from
+   * aesKeyWrapStep), and AWS expects RSA part ‖ RFC 5649 part. Composed from two steps because
+   * HSMs (Primus among them) do not all offer CKM_RSA_AES_KEY_WRAP.
    */
-  aesKeyWrap?: WrapStep;
+  aesKeyWrap: boolean;
 }
+
+/**
+ * PKCS#11 3.0's RFC 5649 mechanism, by number: graphene 2.3 has no name for it. v2.40's
+ * CKM_AES_KEY_WRAP_PAD is ambiguous, and some HSMs implement it as PKCS#7 padding + RFC 3394.
+ */
+export const CKM_AES_KEY_WRAP_KWP = 0x0000210b;
 
 const HASHES = {
   'SHA-1': { hash: MechanismEnum.SHA1, mgf: RsaMgf.MGF1_SHA1, mgfName: 'MGF1-SHA1' },
@@ -59,14 +65,46 @@ export function wrapPlan(algorithm: WrappingAlgorithm): WrapPlan {
     hash,
     mgf,
   };
-  if (!aesKeyWrap) return { algorithm, oaep };
-  return {
-    algorithm,
-    oaep,
-    aesKeyWrap: {
-      // No parameter: RFC 5649 with its default alternative IV, which is what AWS KMS unwraps.
-      mechanism: { name: MechanismEnum.AES_KEY_WRAP_PAD, params: null },
-      description: 'CKM_AES_KEY_WRAP_PAD(RFC 5649, default IV)',
-    },
-  };
+  return { algorithm, oaep, aesKeyWrap };
+}
+
+/** The RFC 5649 step for an HSM whose slot lists `mechanisms`: KWP where offered, else _PAD. */
+export function aesKeyWrapStep(mechanisms: ReadonlySet<number>): WrapStep {
+  // No parameter for either: RFC 5649's default alternative IV, which is what AWS KMS unwraps.
+  return mechanisms.has(CKM_AES_KEY_WRAP_KWP)
+    ? { mechanism: { name: CKM_AES_KEY_WRAP_KWP, params: null }, description: 'CKM_AES_KEY_WRAP_KWP(RFC 5649)' }
+    : {
+        mechanism: { name: MechanismEnum.AES_KEY_WRAP_PAD, params: null },
+        description: 'CKM_AES_KEY_WRAP_PAD(HSM lists no CKM_AES_KEY_WRAP_KWP)',
+      };
+}
+
+/** RFC 5649 of a 32-byte key: an 8-byte integrity block plus the key, which needs no padding. */
+const RFC_5649_AES_256_LENGTH = 40;
+
+export interface WrapOutputLengths {
+  hsmName: string;
+  algorithm: WrappingAlgorithm;
+  modulusBytes: number;
+  rsa: { description: string; length: number };
+  aesKeyWrap?: { description: string; length: number };
+}
+
+/**
+ * Refuses C_WrapKey output of a length AWS KMS cannot unwrap. ImportKeyMaterial would answer
+ * InvalidCiphertext only after the approvals were given; this fails before they are asked for.
+ * Lengths only: it catches PKCS#7 padding + RFC 3394 (48 bytes), not a wrong IV (still 40).
+ */
+export function checkWrapOutputLengths({ hsmName, algorithm, modulusBytes, rsa, aesKeyWrap }: WrapOutputLengths): void {
+  const refuse = (problem: string) =>
+    ApplicationFailure.nonRetryable(`${hsmName}: for ${algorithm}, ${problem}`, ErrorType.HsmMechanismUnsupported);
+  if (rsa.length !== modulusBytes) {
+    throw refuse(`${rsa.description} produced ${rsa.length} bytes, but the RSA modulus has ${modulusBytes}`);
+  }
+  if (aesKeyWrap && aesKeyWrap.length !== RFC_5649_AES_256_LENGTH) {
+    throw refuse(
+      `${aesKeyWrap.description} produced ${aesKeyWrap.length} bytes from the AES-256 key, but AWS KMS expects ` +
+        `RFC 5649, which gives ${RFC_5649_AES_256_LENGTH} (48 would be PKCS#7 padding + RFC 3394)`,
+    );
+  }
 }

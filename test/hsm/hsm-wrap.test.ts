@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { createDecipheriv, generateKeyPairSync, type KeyObject, privateDecrypt, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { KeyType, ObjectClass } from 'graphene-pk11';
+import { KeyType, MechanismEnum, ObjectClass } from 'graphene-pk11';
 import type { WrapKeyInput } from '../../activities/hsm';
+import { CKM_AES_KEY_WRAP_KWP } from '../../activities/wrapping';
 import { ErrorType } from '../../workflows/errors';
 import type { WrappingAlgorithm } from '../../workflows/model';
 import { SoftHsmBench, rejectsWith } from './softhsm-fixture';
@@ -50,6 +51,12 @@ test('RSA_AES_KEY_WRAP_SHA_1 is RSA-OAEP of an ephemeral key followed by RFC 564
   // RFC 5649's alternative initial value; node's cipher takes its 4-byte constant part as the IV.
   const kwp = createDecipheriv('id-aes256-wrap-pad', ephemeral, Buffer.from('a65959a6', 'hex'));
   assert.deepEqual(Buffer.concat([kwp.update(ciphertext.subarray(256)), kwp.final()]), value);
+});
+
+test('SoftHSM 2.6 lists CKM_AES_KEY_WRAP_PAD, not CKM_AES_KEY_WRAP_KWP: the test above covers the _PAD fallback', () => {
+  const listed = bench.slot.lib.C_GetMechanismList(bench.slot.handle);
+  assert.ok(listed.includes(MechanismEnum.AES_KEY_WRAP_PAD), 'CKM_AES_KEY_WRAP_PAD listed');
+  assert.ok(!listed.includes(CKM_AES_KEY_WRAP_KWP), 'CKM_AES_KEY_WRAP_KWP not listed');
 });
 
 for (const algorithm of ['RSAES_OAEP_SHA_256', 'RSA_AES_KEY_WRAP_SHA_256'] as const) {
