@@ -13,10 +13,15 @@ import {
   KMSClient,
   ListKeysCommand,
   ListResourceTagsCommand,
+  ScheduleKeyDeletionCommand,
   type KeyMetadata,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
 } from '@aws-sdk/client-kms';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../workflows/errors';
+import { invalidInput, wholeSecondsIso } from '../workflows/import-request';
 import { EXPIRATION_MODELS, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from '../workflows/model';
 
 export interface EnsureKmsKeyInput {
@@ -203,6 +208,13 @@ export function classifyKmsError(err: unknown, ctx: KmsCallContext): Application
         : fail(ErrorType.KeyUnusableState, `${what} is in state ${ctx.keyState ?? 'unknown'}, which ${ctx.operation} does not accept`);
     case 'Disabled':
       return fail(ErrorType.KeyUnusableState, `${what} is disabled; expected an enabled key`);
+    case 'CredentialsProviderError':
+      return fail(
+        ErrorType.KmsAccessDenied,
+        'the worker has no AWS credentials; configure them for the default provider chain: AWS_ACCESS_KEY_ID and ' +
+          'AWS_SECRET_ACCESS_KEY in the environment, a profile (AWS_PROFILE, ~/.aws/config and credentials), or an ' +
+          'instance or container role',
+      );
   }
   if (ACCESS_DENIED.has(base)) {
     return fail(ErrorType.KmsAccessDenied, "denied; check the worker's AWS credentials, its IAM permissions and the key policy");
@@ -219,8 +231,13 @@ export function classifyKmsError(err: unknown, ctx: KmsCallContext): Application
 
 type DescribedKey = KeyMetadata & { KeyId: string; Arn: string };
 
-function invalidInput(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, ErrorType.InvalidInput);
+/** The running activity's context; undefined when called directly, as the tests do. */
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
 }
 
 function described(metadata: KeyMetadata | undefined, operation: string): DescribedKey {
@@ -231,25 +248,27 @@ function described(metadata: KeyMetadata | undefined, operation: string): Descri
 /** Strict base64 (what GetParametersForImport and the HSM side produce); rejects anything else. */
 function base64Input(value: string, field: string): Uint8Array {
   const bytes = Buffer.from(value, 'base64');
-  if (bytes.length === 0 || bytes.toString('base64') !== value) throw invalidInput(`${field} is not non-empty base64`);
+  if (bytes.length === 0 || bytes.toString('base64') !== value) throw invalidInput(field, 'expected non-empty base64');
   return bytes;
 }
 
-/**
- * The ValidTo to send or expect: undefined for material that does not expire, else the given
- * instant cut to whole seconds. KMS keeps seconds only, and local-kms discards the whole request
- * body when ValidTo carries a fraction of a second.
- */
-function validToInput(model: ExpirationModel, validTo: string | undefined): Date | undefined {
-  if (!EXPIRATION_MODELS.includes(model)) throw invalidInput(`unknown expirationModel ${String(model)}`);
+/** The ValidTo to send or expect, in whole seconds; undefined for material that does not expire. */
+function validToInput(model: ExpirationModel, validTo: string | undefined): string | undefined {
+  if (!EXPIRATION_MODELS.includes(model)) {
+    throw invalidInput('expirationModel', `expected one of ${EXPIRATION_MODELS.join(', ')}, got ${JSON.stringify(model)}`);
+  }
   if (model === 'KEY_MATERIAL_DOES_NOT_EXPIRE') {
-    if (validTo !== undefined) throw invalidInput(`validTo ${validTo} given with KEY_MATERIAL_DOES_NOT_EXPIRE`);
+    if (validTo !== undefined) throw invalidInput('validTo', 'only allowed with expirationModel KEY_MATERIAL_EXPIRES');
     return undefined;
   }
-  if (validTo === undefined) throw invalidInput('KEY_MATERIAL_EXPIRES needs validTo');
+  if (validTo === undefined) throw invalidInput('validTo', 'required with KEY_MATERIAL_EXPIRES');
   const ms = Date.parse(validTo);
-  if (Number.isNaN(ms)) throw invalidInput(`validTo ${validTo} is not an ISO-8601 instant`);
-  return new Date(Math.floor(ms / 1000) * 1000);
+  if (Number.isNaN(ms)) throw invalidInput('validTo', `expected an ISO-8601 time, got ${JSON.stringify(validTo)}`);
+  return wholeSecondsIso(ms);
+}
+
+function isPendingDeletion(key: DescribedKey): boolean {
+  return key.KeyState === 'PendingDeletion' || key.KeyState === 'PendingReplicaDeletion';
 }
 
 /** Why the key cannot take imported material, or undefined if it can. */
@@ -257,7 +276,7 @@ function unsuitability(key: DescribedKey): { type: ErrorType; why: string } | un
   if (key.Origin !== 'EXTERNAL') {
     return { type: ErrorType.KeyNotExternal, why: `has origin ${key.Origin}; importing key material needs a key created with Origin EXTERNAL` };
   }
-  if (key.KeyState === 'PendingDeletion' || key.KeyState === 'PendingReplicaDeletion') {
+  if (isPendingDeletion(key)) {
     const when = key.DeletionDate ? ` for ${key.DeletionDate.toISOString()}` : '';
     return { type: ErrorType.KeyPendingDeletion, why: `is scheduled for deletion${when}; cancel the deletion or use another key` };
   }
@@ -271,10 +290,27 @@ function unsuitability(key: DescribedKey): { type: ErrorType; why: string } | un
   return undefined;
 }
 
-function checkImportTarget(key: DescribedKey, label: string): DescribedKey {
+/** `note`: anything else the caller did that the failure message must not hide. */
+function checkImportTarget(key: DescribedKey, label: string, note?: string): DescribedKey {
   const problem = unsuitability(key);
-  if (problem) throw ApplicationFailure.nonRetryable(`key ${key.KeyId} (${label}) ${problem.why}`, problem.type);
+  if (problem) {
+    throw ApplicationFailure.nonRetryable(`key ${key.KeyId} (${label}) ${problem.why}${note ? `; ${note}` : ''}`, problem.type);
+  }
   return key;
+}
+
+/**
+ * Verification saw a key that is not usable yet although its material was imported. On AWS KMS
+ * that is eventual consistency (the import has not reached every KMS host), so it is retried; the
+ * workflow's schedule-to-close timeout bounds how long.
+ */
+function notYetUsable(keyId: string, seen: string, cause?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: `key ${keyId}: ${seen} after its key material was imported; KMS may not have propagated the import yet, will retry`,
+    type: 'KeyNotYetUsable',
+    nonRetryable: false,
+    cause: cause instanceof Error ? cause : undefined,
+  });
 }
 
 function keyRef(key: DescribedKey, created: boolean): KmsKeyRef {
@@ -282,11 +318,20 @@ function keyRef(key: DescribedKey, created: boolean): KmsKeyRef {
 }
 
 export function createKmsActivities(client: KMSClient) {
-  async function failure(err: unknown, ctx: KmsCallContext): Promise<ApplicationFailure> {
+  // Every call carries the attempt's cancellation signal: once Temporal cancels the attempt, or
+  // times it out (the worker learns at the next heartbeat), it sends no further KMS requests.
+  function send<I extends ServiceInputTypes, O extends ServiceOutputTypes>(command: Parameters<typeof client.send<I, O>>[0]): Promise<O> {
+    return client.send(command, { abortSignal: activityContext()?.cancellationSignal });
+  }
+
+  async function failure(err: unknown, ctx: KmsCallContext): Promise<Error> {
+    // A cancelled attempt reports its cancellation, not the AbortError that stopped its request.
+    const signal = activityContext()?.cancellationSignal;
+    if (signal?.aborted) return signal.reason as Error;
     const target = ctx.keyId ?? ctx.alias;
     if (errorName(err) === 'KMSInvalidStateException' && target && !ctx.keyState) {
       // The exception does not say which state; the key does.
-      const state = await client.send(new DescribeKeyCommand({ KeyId: target })).then(
+      const state = await send(new DescribeKeyCommand({ KeyId: target })).then(
         (out) => out.KeyMetadata?.KeyState,
         () => undefined,
       );
@@ -304,14 +349,14 @@ export function createKmsActivities(client: KMSClient) {
   }
 
   async function describe(keyId: string): Promise<DescribedKey> {
-    const out = await call({ operation: 'DescribeKey', keyId }, () => client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    const out = await call({ operation: 'DescribeKey', keyId }, () => send(new DescribeKeyCommand({ KeyId: keyId })));
     return described(out.KeyMetadata, 'DescribeKey');
   }
 
   /** The key behind the alias, or undefined if there is no such alias. */
   async function describeAlias(alias: string): Promise<DescribedKey | undefined> {
     try {
-      const out = await client.send(new DescribeKeyCommand({ KeyId: alias }));
+      const out = await send(new DescribeKeyCommand({ KeyId: alias }));
       return described(out.KeyMetadata, 'DescribeKey');
     } catch (err) {
       if (errorName(err) === 'NotFoundException') return undefined;
@@ -324,7 +369,7 @@ export function createKmsActivities(client: KMSClient) {
     do {
       let page;
       try {
-        page = await client.send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker }));
+        page = await send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker }));
       } catch (err) {
         if (errorName(err) === 'NotFoundException') return false; // deleted since ListKeys
         throw await failure(err, { operation: 'ListResourceTags', keyId });
@@ -335,25 +380,36 @@ export function createKmsActivities(client: KMSClient) {
     return false;
   }
 
-  /** A key an earlier attempt of this request created, found by its tag (the alias may be missing). */
+  /**
+   * A key an earlier attempt of this request created, found by its tag (the alias may be missing).
+   * ListKeys gives ids only, so each key costs a ListResourceTags call: minutes on an account with
+   * thousands of keys. A heartbeat per key lets Temporal time out a stuck attempt, and cancel a
+   * timed-out one before it creates a key next to the one its retry creates.
+   */
   async function findRequestKey(requestId: string): Promise<DescribedKey | undefined> {
-    const found: DescribedKey[] = [];
+    const activity = activityContext();
+    let keysScanned = 0;
+    let deleted: DescribedKey | undefined;
     let marker: string | undefined;
     do {
-      const page = await call({ operation: 'ListKeys' }, () => client.send(new ListKeysCommand({ Marker: marker })));
+      const page = await call({ operation: 'ListKeys' }, () => send(new ListKeysCommand({ Limit: 1000, Marker: marker })));
       for (const { KeyId } of page.Keys ?? []) {
-        if (KeyId && (await hasRequestTag(KeyId, requestId))) found.push(await describe(KeyId));
+        keysScanned += 1;
+        activity?.heartbeat({ keysScanned });
+        if (!KeyId || !(await hasRequestTag(KeyId, requestId))) continue;
+        const key = await describe(KeyId);
+        // A tagged key pending deletion may be a lost race's leftover (below): a live one wins over it.
+        if (!isPendingDeletion(key)) return key;
+        deleted ??= key;
       }
       marker = page.Truncated ? page.NextMarker : undefined;
     } while (marker);
-    // Two keys for one request can only come from a lost race; every retry must settle on the same one.
-    found.sort((a, b) => (a.CreationDate?.getTime() ?? 0) - (b.CreationDate?.getTime() ?? 0));
-    return found[0];
+    return deleted;
   }
 
   async function createRequestKey(input: EnsureKmsKeyInput): Promise<DescribedKey> {
     const out = await call({ operation: 'CreateKey', alias: input.alias }, () =>
-      client.send(
+      send(
         new CreateKeyCommand({
           Origin: 'EXTERNAL',
           KeySpec: 'SYMMETRIC_DEFAULT',
@@ -366,14 +422,42 @@ export function createKmsActivities(client: KMSClient) {
     return described(out.KeyMetadata, 'CreateKey');
   }
 
+  /**
+   * A key we created for an alias that then went to another key would stay in PendingImport under
+   * no alias: schedule it for deletion. Best effort, never failing the call (the worker's role may
+   * lack kms:ScheduleKeyDeletion); what happened is logged and returned for a failure message.
+   */
+  async function retireLostKey(keyId: string, alias: string): Promise<string> {
+    const lost = `key ${keyId}, created for ${alias} but not used since the alias went to another key,`;
+    const log = activityContext()?.log;
+    try {
+      const out = await send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+      const note = `${lost} is scheduled for deletion on ${out.DeletionDate?.toISOString() ?? 'unknown date'}`;
+      log?.info(note);
+      return note;
+    } catch (err) {
+      const failed = classifyKmsError(err, { operation: 'ScheduleKeyDeletion', keyId });
+      const note =
+        failed.type === ErrorType.KmsAccessDenied
+          ? `${lost} is left in PendingImport: the worker may not schedule key deletion; schedule it by hand`
+          : `${lost} is left in PendingImport: ${failed.message}`;
+      log?.warn(note);
+      return note;
+    }
+  }
+
   return {
-    /** Finds the EXTERNAL key behind the alias, or creates it (once per request) and the alias. */
+    /**
+     * Finds the EXTERNAL key behind the alias, or creates it (once per request) and the alias.
+     * Expects its own activity options, startToCloseTimeout '10m' and heartbeatTimeout '30s': the
+     * search for an earlier attempt's key can take minutes, and heartbeats as it goes.
+     */
     async ensureKmsKey(input: EnsureKmsKeyInput): Promise<KmsKeyRef> {
       const { alias, requestId } = input;
-      if (!/^alias\/.+/.test(alias)) throw invalidInput(`alias ${alias} must start with "alias/"`);
-      if (alias.startsWith('alias/aws/')) throw invalidInput(`alias ${alias}: the alias/aws/ prefix is reserved for AWS managed keys`);
+      if (!/^alias\/.+/.test(alias)) throw invalidInput('alias', `expected a name starting with "alias/", got ${JSON.stringify(alias)}`);
+      if (alias.startsWith('alias/aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
       if (requestId.length === 0 || requestId.length > 256) {
-        throw invalidInput(`requestId must be 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
+        throw invalidInput('requestId', `expected 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
       }
 
       const existing = await describeAlias(alias);
@@ -386,24 +470,27 @@ export function createKmsActivities(client: KMSClient) {
       }
 
       // CreateKey is not idempotent: a retried attempt must find the key its predecessor made.
+      // Scanned whenever the alias is missing, however long it takes: a second key is worse.
       const earlier = await findRequestKey(requestId);
       const key = earlier ? checkImportTarget(earlier, `${REQUEST_ID_TAG}=${requestId}`) : await createRequestKey(input);
 
       try {
-        await client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: key.KeyId }));
+        await send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: key.KeyId }));
       } catch (err) {
         if (errorName(err) !== 'AlreadyExistsException') throw await failure(err, { operation: 'CreateAlias', alias, keyId: key.KeyId });
         // Someone created the alias since we looked: take whatever it points to, if it fits.
         const winner = await describeAlias(alias);
         if (!winner) throw ApplicationFailure.retryable(`alias ${alias} appeared and vanished while creating it`, 'AliasRace');
-        return keyRef(checkImportTarget(winner, alias), !earlier && winner.KeyId === key.KeyId);
+        if (winner.KeyId === key.KeyId) return keyRef(checkImportTarget(winner, alias), !earlier);
+        const note = earlier ? undefined : await retireLostKey(key.KeyId, alias);
+        return keyRef(checkImportTarget(winner, alias, note), false);
       }
       return keyRef(key, !earlier);
     },
 
     async getImportParameters(input: GetImportParametersInput): Promise<ImportParameters> {
       const out = await call({ operation: 'GetParametersForImport', keyId: input.keyId }, () =>
-        client.send(
+        send(
           new GetParametersForImportCommand({
             KeyId: input.keyId,
             WrappingAlgorithm: input.wrappingAlgorithm,
@@ -426,24 +513,28 @@ export function createKmsActivities(client: KMSClient) {
       const importToken = base64Input(input.importToken, 'importToken');
       const encryptedKeyMaterial = base64Input(input.encryptedKeyMaterial, 'encryptedKeyMaterial');
       await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
-        client.send(
+        send(
           new ImportKeyMaterialCommand({
             KeyId: input.keyId,
             ImportToken: importToken,
             EncryptedKeyMaterial: encryptedKeyMaterial,
             // Always sent: local-kms dereferences it unconditionally.
             ExpirationModel: input.expirationModel,
-            ValidTo: validTo,
+            ValidTo: validTo === undefined ? undefined : new Date(validTo),
           }),
         ),
       );
     },
 
-    /** Checks the key is usable with the expected expiry, then proves it with an Encrypt/Decrypt round trip. */
+    /**
+     * Checks the key is usable with the expected expiry, then proves it with an Encrypt/Decrypt round
+     * trip. Runs after a successful import, so a key not usable yet is retried (notYetUsable).
+     */
     async verifyKey(input: VerifyKeyInput): Promise<KeyVerification> {
-      const expectedValidTo = validToInput(input.expirationModel, input.validTo)?.toISOString();
+      const expectedValidTo = validToInput(input.expirationModel, input.validTo);
       const key = await describe(input.keyId);
-      const actualValidTo = key.ValidTo && new Date(Math.floor(key.ValidTo.getTime() / 1000) * 1000).toISOString();
+      if (key.KeyState === 'PendingImport') throw notYetUsable(input.keyId, 'DescribeKey shows PendingImport');
+      const actualValidTo = key.ValidTo && wholeSecondsIso(key.ValidTo.getTime());
       const differences = [
         key.KeyState !== 'Enabled' && `state is ${key.KeyState}, expected Enabled`,
         key.Origin !== 'EXTERNAL' && `origin is ${key.Origin}, expected EXTERNAL`,
@@ -454,14 +545,21 @@ export function createKmsActivities(client: KMSClient) {
         throw ApplicationFailure.nonRetryable(`key ${input.keyId}: ${differences.join('; ')}`, ErrorType.VerificationFailed);
       }
 
+      const probeCall = async <T>(operation: string, request: () => Promise<T>): Promise<T> => {
+        try {
+          return await request();
+        } catch (err) {
+          if (errorName(err) === 'KMSInvalidStateException') {
+            throw notYetUsable(input.keyId, `${operation} refused it (KMSInvalidStateException) though DescribeKey shows Enabled`, err);
+          }
+          throw await failure(err, { operation, keyId: input.keyId });
+        }
+      };
       // A random probe, never returned or logged: it only proves the imported material works.
       const probe = randomBytes(32);
-      const ctx = { keyId: input.keyId };
-      const encrypted = await call({ ...ctx, operation: 'Encrypt' }, () =>
-        client.send(new EncryptCommand({ KeyId: input.keyId, Plaintext: probe })),
-      );
-      const decrypted = await call({ ...ctx, operation: 'Decrypt' }, () =>
-        client.send(new DecryptCommand({ KeyId: input.keyId, CiphertextBlob: encrypted.CiphertextBlob })),
+      const encrypted = await probeCall('Encrypt', () => send(new EncryptCommand({ KeyId: input.keyId, Plaintext: probe })));
+      const decrypted = await probeCall('Decrypt', () =>
+        send(new DecryptCommand({ KeyId: input.keyId, CiphertextBlob: encrypted.CiphertextBlob })),
       );
       const plaintext = decrypted.Plaintext;
       if (!plaintext || plaintext.length !== probe.length || !timingSafeEqual(plaintext, probe)) {

@@ -75,6 +75,14 @@ export function invalidInput(field: string, problem: string): ApplicationFailure
   return ApplicationFailure.nonRetryable(`invalid ${field}: ${problem}`, ErrorType.InvalidInput, { field });
 }
 
+/**
+ * The instant cut to whole seconds, as ISO-8601: KMS keeps ValidTo in seconds, and local-kms
+ * discards a request whose ValidTo has a fraction of a second.
+ */
+export function wholeSecondsIso(epochMs: number): string {
+  return new Date(Math.floor(epochMs / 1000) * 1000).toISOString();
+}
+
 function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
@@ -134,8 +142,7 @@ export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
     if (Number.isNaN(at)) throw invalidInput('validTo', `expected an ISO-8601 time, got ${JSON.stringify(input.validTo)}`);
     if (at <= now.getTime()) throw invalidInput('validTo', `${input.validTo} is in the past`);
     if (at > now.getTime() + MAX_VALID_TO_MS) throw invalidInput('validTo', 'AWS KMS accepts at most 365 days ahead');
-    // KMS keeps whole seconds (and local-kms discards a request with a fractional one).
-    validTo = new Date(Math.floor(at / 1000) * 1000).toISOString();
+    validTo = wholeSecondsIso(at);
   } else if (input.validTo !== undefined) {
     throw invalidInput('validTo', 'only allowed with expirationModel KEY_MATERIAL_EXPIRES');
   }

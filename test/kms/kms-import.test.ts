@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { DescribeKeyCommand, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, DescribeKeyCommand, KMSInvalidStateException, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import { createKmsActivities, type ImportParameters, type KmsActivities } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
 import type { WrappingAlgorithm } from '../../workflows/model';
-import { assertFailure, startKmsFixture, wrapMaterial, type KmsFixture } from './local-kms-fixture';
+import { assertFailure, assertRetryable, startKmsFixture, wrapMaterial, type KmsFixture } from './local-kms-fixture';
 
 let kms: KmsFixture;
 let activities: KmsActivities;
@@ -122,7 +122,7 @@ test('importKeyMaterial sends a ValidTo with milliseconds as whole seconds', asy
 test('importKeyMaterial with KEY_MATERIAL_EXPIRES but no validTo fails with InvalidInput', async () => {
   const keyId = await newKey();
   const params = await parameters(keyId);
-  await assertFailure(
+  const failure = await assertFailure(
     activities.importKeyMaterial({
       keyId,
       importToken: params.importToken,
@@ -131,15 +131,55 @@ test('importKeyMaterial with KEY_MATERIAL_EXPIRES but no validTo fails with Inva
     }),
     ErrorType.InvalidInput,
   );
+  assert.equal(failure.message, 'invalid validTo: required with KEY_MATERIAL_EXPIRES');
 });
 
-test('verifyKey on a key still pending import fails with VerificationFailed', async () => {
+test('importKeyMaterial with an import token that is not base64 fails with InvalidInput naming the field', async () => {
+  const failure = await assertFailure(
+    activities.importKeyMaterial({
+      keyId: await newKey(),
+      importToken: 'not base64!',
+      encryptedKeyMaterial: 'AAAA',
+      expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
+    }),
+    ErrorType.InvalidInput,
+  );
+  assert.equal(failure.message, 'invalid importToken: expected non-empty base64');
+});
+
+test('verifyKey on a key still pending import fails retryably: on AWS the import may not have propagated yet', async () => {
   const keyId = await newKey();
+  const failure = await assertRetryable(activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
+  assert.match(failure.message, new RegExp(`key ${keyId}: DescribeKey shows PendingImport after its key material was imported`));
+  assert.match(failure.message, /may not have propagated the import yet, will retry/);
+});
+
+test('verifyKey retries a KMSInvalidStateException from Encrypt on a key DescribeKey shows Enabled', async () => {
+  const keyId = await newKey();
+  await importMaterial(keyId, randomBytes(32));
+  const client = kms.newClient();
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'EncryptCommand') {
+        throw new KMSInvalidStateException({ $metadata: { httpStatusCode: 400 }, message: `${keyId} is pending import.` });
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'notPropagatedYet' },
+  );
+  const lagging = createKmsActivities(client);
+  const failure = await assertRetryable(lagging.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
+  assert.match(failure.message, /Encrypt refused it \(KMSInvalidStateException\) though DescribeKey shows Enabled/);
+  assert.ok(failure.cause instanceof KMSInvalidStateException);
+});
+
+test('verifyKey on a key of origin AWS_KMS fails with VerificationFailed', async () => {
+  const keyId = (await kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
   const failure = await assertFailure(
     activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }),
     ErrorType.VerificationFailed,
   );
-  assert.match(failure.message, /state is PendingImport, expected Enabled/);
+  assert.match(failure.message, /origin is AWS_KMS, expected EXTERNAL/);
 });
 
 test('importKeyMaterial with a token superseded by newer parameters fails with ImportTokenInvalid', async () => {

@@ -7,12 +7,18 @@ import {
   DeleteAliasCommand,
   DescribeKeyCommand,
   DisableKeyCommand,
+  KMSInternalException,
+  KMSServiceException,
   ListResourceTagsCommand,
   ScheduleKeyDeletionCommand,
+  type CreateKeyCommandOutput,
+  type KeyMetadata,
   type KMSClient,
 } from '@aws-sdk/client-kms';
-import { ApplicationFailure } from '@temporalio/common';
-import { createKmsActivities, REQUEST_ID_TAG, type KmsActivities } from '../../activities/kms';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger, type LogEntry } from '@temporalio/worker';
+import { createKmsActivities, kmsClient, REQUEST_ID_TAG, type KmsActivities, type KmsKeyRef } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
 import { freePort } from '../../scripts/net';
 import { assertFailure, countKeys, startKmsFixture, type KmsFixture } from './local-kms-fixture';
@@ -32,8 +38,11 @@ const ensure = (alias: string, requestId: string, createIfMissing = true) =>
   activities.ensureKmsKey({ alias, description: `test key for ${requestId}`, createIfMissing, requestId });
 
 async function aliasTarget(alias: string): Promise<string | undefined> {
-  const out = await kms.client.send(new DescribeKeyCommand({ KeyId: alias }));
-  return out.KeyMetadata?.KeyId;
+  return (await describeKey(alias)).KeyId;
+}
+
+async function describeKey(keyId: string): Promise<KeyMetadata> {
+  return (await kms.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
 }
 
 /** A key made outside the activities, with an alias on it. */
@@ -96,8 +105,10 @@ test('ensureKmsKey with createIfMissing=false finds an existing EXTERNAL key', a
 });
 
 test('ensureKmsKey rejects an alias without the alias/ prefix, or with the reserved alias/aws/, with InvalidInput', async () => {
-  await assertFailure(ensure('payments', 'wf-bad-alias'), ErrorType.InvalidInput);
-  await assertFailure(ensure('alias/aws/payments', 'wf-bad-alias'), ErrorType.InvalidInput);
+  const unprefixed = await assertFailure(ensure('payments', 'wf-bad-alias'), ErrorType.InvalidInput);
+  assert.equal(unprefixed.message, 'invalid alias: expected a name starting with "alias/", got "payments"');
+  const reserved = await assertFailure(ensure('alias/aws/payments', 'wf-bad-alias'), ErrorType.InvalidInput);
+  assert.equal(reserved.message, 'invalid alias: "alias/aws/" is reserved for AWS managed keys');
 });
 
 test('ensureKmsKey on an alias of an AWS_KMS-origin key fails with KeyNotExternal', async () => {
@@ -129,41 +140,164 @@ test('ensureKmsKey does not replace a tagged key that was scheduled for deletion
   assert.equal(await countKeys(kms.client), before);
 });
 
-/** A client on which someone else creates `alias` for `keyId` just before our CreateAlias goes out. */
-function clientLosingAliasRace(alias: string, keyId: () => string): KMSClient {
+test('ensureKmsKey heartbeats for every key it scans for its request tag', async () => {
+  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
+  const keys = await countKeys(kms.client);
+  const env = new MockActivityEnvironment();
+  const beats: unknown[] = [];
+  env.on('heartbeat', (details) => beats.push(details));
+
+  await env.run(() => ensure('alias/heartbeat', 'wf-heartbeat'));
+  assert.equal(beats.length, keys);
+  assert.deepEqual(beats.at(-1), { keysScanned: keys });
+});
+
+test('ensureKmsKey cancelled during its tag scan sends no further KMS request and creates no key', async () => {
+  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
+  const env = new MockActivityEnvironment();
+  const client = kms.newClient();
+  const sent: string[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      sent.push(String(context.commandName));
+      // As when Temporal cancels the attempt, or times it out, while a request is on its way.
+      if (context.commandName === 'ListResourceTagsCommand') env.cancel();
+      return next(args);
+    },
+    { step: 'initialize', name: 'cancelDuringScan' },
+  );
+  const before = await countKeys(kms.client);
+
+  const scan = env.run(() =>
+    createKmsActivities(client).ensureKmsKey({ alias: 'alias/cancelled', description: '', createIfMissing: true, requestId: 'wf-cancelled' }),
+  );
+  await assert.rejects(scan, CancelledFailure);
+  assert.deepEqual(sent, ['DescribeKeyCommand', 'ListKeysCommand', 'ListResourceTagsCommand']);
+  assert.equal(await countKeys(kms.client), before);
+});
+
+/**
+ * A client on which someone else creates `alias` for `winner()` just before our CreateAlias goes
+ * out; `lost()` is the key our CreateKey made. With `deletionFails`, ScheduleKeyDeletion throws it.
+ */
+function clientLosingAliasRace(alias: string, winner: () => string, deletionFails?: Error): { client: KMSClient; lost: () => string } {
+  let created = '';
   const client = kms.newClient();
   client.middlewareStack.add(
     (next, context) => async (args) => {
       if (context.commandName === 'CreateAliasCommand') {
-        await kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: keyId() }));
+        await kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: winner() }));
       }
-      return next(args);
+      if (context.commandName === 'ScheduleKeyDeletionCommand' && deletionFails) throw deletionFails;
+      const out = await next(args);
+      if (context.commandName === 'CreateKeyCommand') created = (out.output as CreateKeyCommandOutput).KeyMetadata!.KeyId!;
+      return out;
     },
     { step: 'initialize', name: 'loseAliasRace' },
   );
-  return client;
+  return { client, lost: () => created };
 }
 
-test('ensureKmsKey that loses the CreateAlias race returns the key the alias now points to', async () => {
+async function assertScheduledForDeletionInAWeek(keyId: string): Promise<void> {
+  const key = await describeKey(keyId);
+  assert.equal(key.KeyState, 'PendingDeletion');
+  const days = (key.DeletionDate!.getTime() - Date.now()) / 86_400_000;
+  assert.ok(Math.abs(days - 7) < 0.01, `deletion in ${days} days, expected 7`);
+}
+
+test('ensureKmsKey that loses the CreateAlias race returns the key the alias now points to, and retires its own', async () => {
   let winner = '';
-  const racing = createKmsActivities(clientLosingAliasRace('alias/race-external', () => winner));
+  const race = clientLosingAliasRace('alias/race-external', () => winner);
+  const racing = createKmsActivities(race.client);
   winner = (await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
 
   const ref = await racing.ensureKmsKey({ alias: 'alias/race-external', description: 'race', createIfMissing: true, requestId: 'wf-race-1' });
   assert.equal(ref.keyId, winner);
   assert.equal(ref.created, false);
   assert.equal(await aliasTarget('alias/race-external'), winner);
+  assert.notEqual(race.lost(), winner);
+  await assertScheduledForDeletionInAWeek(race.lost());
 });
 
-test('ensureKmsKey that loses the CreateAlias race re-validates the winner: KeyNotExternal', async () => {
+test('ensureKmsKey that loses the CreateAlias race re-validates the winner: KeyNotExternal, and says it retired its own key', async () => {
   let winner = '';
-  const racing = createKmsActivities(clientLosingAliasRace('alias/race-kms-origin', () => winner));
+  const race = clientLosingAliasRace('alias/race-kms-origin', () => winner);
+  const racing = createKmsActivities(race.client);
   winner = (await kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
 
-  await assertFailure(
+  const failure = await assertFailure(
     racing.ensureKmsKey({ alias: 'alias/race-kms-origin', description: 'race', createIfMissing: true, requestId: 'wf-race-2' }),
     ErrorType.KeyNotExternal,
   );
+  assert.match(failure.message, new RegExp(`AWS_KMS.*; key ${race.lost()}, created for alias/race-kms-origin .* is scheduled for deletion`));
+  await assertScheduledForDeletionInAWeek(race.lost());
+});
+
+const deletionFailures: [string, Error, RegExp][] = [
+  [
+    'AccessDenied',
+    new KMSServiceException({ name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'not allowed' }),
+    /the worker may not schedule key deletion; schedule it by hand/,
+  ],
+  [
+    'KMSInternal',
+    new KMSInternalException({ $metadata: { httpStatusCode: 500 }, message: 'try later' }),
+    /ScheduleKeyDeletion on key .* \(KMSInternalException: try later\)/,
+  ],
+];
+
+for (const [name, error, expected] of deletionFailures) {
+  test(`ensureKmsKey that loses the CreateAlias race and cannot retire its key (${name}) returns the winner and logs a warning`, async () => {
+    let winner = '';
+    const race = clientLosingAliasRace(`alias/race-undeletable-${name}`, () => winner, error);
+    const racing = createKmsActivities(race.client);
+    winner = (await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
+    const logged: LogEntry[] = [];
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('INFO', (entry) => logged.push(entry)) });
+
+    const ref = (await env.run(() =>
+      racing.ensureKmsKey({ alias: `alias/race-undeletable-${name}`, description: 'race', createIfMissing: true, requestId: `wf-race-${name}` }),
+    )) as KmsKeyRef;
+    assert.equal(ref.keyId, winner);
+    assert.equal((await describeKey(race.lost())).KeyState, 'PendingImport');
+    const warnings = logged.filter((entry) => entry.level === 'WARN').map((entry) => entry.message);
+    assert.equal(warnings.length, 1, String(warnings));
+    assert.match(warnings[0], new RegExp(`key ${race.lost()}, created for .* is left in PendingImport`));
+    assert.match(warnings[0], expected);
+  });
+}
+
+/** Runs `fn` with no AWS credentials anywhere the default provider chain looks. */
+async function withoutAwsCredentials(fn: () => Promise<void>): Promise<void> {
+  const saved = Object.entries(process.env).filter(([name]) => name.startsWith('AWS_'));
+  for (const [name] of saved) delete process.env[name];
+  Object.assign(process.env, {
+    AWS_CONFIG_FILE: '/nonexistent/aws/config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws/credentials',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  });
+  try {
+    await fn();
+  } finally {
+    for (const name of Object.keys(process.env)) if (name.startsWith('AWS_')) delete process.env[name];
+    Object.assign(process.env, Object.fromEntries(saved));
+  }
+}
+
+test('a worker without AWS credentials gets a non-retryable KmsAccessDenied that says how to configure them', async () => {
+  await withoutAwsCredentials(async () => {
+    const client = kmsClient({ region: kms.region, endpoint: kms.endpoint });
+    try {
+      const failure = await assertFailure(
+        createKmsActivities(client).ensureKmsKey({ alias: 'alias/no-credentials', description: '', createIfMissing: true, requestId: 'wf-x' }),
+        ErrorType.KmsAccessDenied,
+      );
+      assert.match(failure.message, /no AWS credentials; configure them for the default provider chain/);
+      assert.match(failure.message, /CredentialsProviderError: Could not load credentials from any providers/);
+    } finally {
+      client.destroy();
+    }
+  });
 });
 
 test('a KMS endpoint that refuses connections gives a retryable failure', async () => {

@@ -77,3 +77,15 @@ export async function assertFailure(promise: Promise<unknown>, type: string): Pr
   assert.equal(failure.nonRetryable, true, failure.message);
   return failure;
 }
+
+/** Asserts the promise rejects with a retryable ApplicationFailure; returns it. */
+export async function assertRetryable(promise: Promise<unknown>): Promise<ApplicationFailure> {
+  let failure: unknown;
+  await assert.rejects(promise, (err) => {
+    failure = err;
+    return true;
+  });
+  assert.ok(failure instanceof ApplicationFailure, `expected an ApplicationFailure, got ${String(failure)}`);
+  assert.equal(failure.nonRetryable, false, failure.message);
+  return failure;
+}

@@ -31,6 +31,11 @@ function networkError(code: string): Error {
   return Object.assign(new Error(`connect ${code} 127.0.0.1:4599`), { code });
 }
 
+/** What the SDK's default credential provider chain throws when no provider has credentials. */
+function noCredentials(): Error {
+  return Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError', tryNextLink: false });
+}
+
 const nonRetryable: [string, unknown, KmsCallContext, ErrorType][] = [
   ['NotFound on an alias', new NotFoundException(clientFault), { operation: 'DescribeKey', alias: 'alias/x' }, ErrorType.UnknownAlias],
   ['NotFound on a key', new NotFoundException(clientFault), { operation: 'DescribeKey', keyId: KEY }, ErrorType.KmsRequestRejected],
@@ -55,6 +60,7 @@ const nonRetryable: [string, unknown, KmsCallContext, ErrorType][] = [
   ['UnsupportedOperation', new UnsupportedOperationException(clientFault), onKey, ErrorType.KmsRequestRejected],
   ['LimitExceeded', new LimitExceededException(clientFault), onKey, ErrorType.KmsRequestRejected],
   ['another 4xx', unmodeled('SomethingNewException', 409), onKey, ErrorType.KmsRequestRejected],
+  ['no AWS credentials', noCredentials(), onKey, ErrorType.KmsAccessDenied],
 ];
 
 for (const [name, err, ctx, type] of nonRetryable) {
@@ -99,4 +105,11 @@ test('classifyKmsError names alias and key for a call about both', () => {
   const failure = classifyKmsError(new NotFoundException(clientFault), { operation: 'CreateAlias', alias: 'alias/x', keyId: KEY });
   assert.equal(failure.type, ErrorType.KmsRequestRejected);
   assert.match(failure.message, new RegExp(`CreateAlias on alias/x \\(key ${KEY}\\)`));
+});
+
+test('classifyKmsError on missing AWS credentials tells the operator how to configure them', () => {
+  const failure = classifyKmsError(noCredentials(), onKey);
+  assert.match(failure.message, /the worker has no AWS credentials; configure them for the default provider chain/);
+  assert.match(failure.message, /AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, a profile .*, or an instance or container role/);
+  assert.match(failure.message, /CredentialsProviderError: Could not load credentials from any providers/);
 });
