@@ -3,7 +3,6 @@
 import {
   ActivityFailure,
   ApplicationFailure,
-  allHandlersFinished,
   condition,
   defineQuery,
   defineSignal,
@@ -91,6 +90,14 @@ const kms = proxyActivities<KmsActivities>({
   scheduleToCloseTimeout: '1h',
   retry,
 });
+// Finding the key a lost attempt created may scan every key of the account: long, so it heartbeats.
+const { ensureKmsKey } = proxyActivities<KmsActivities>({
+  taskQueue: KMS_TASK_QUEUE,
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '30s',
+  scheduleToCloseTimeout: '1h',
+  retry,
+});
 const hsm = proxyActivities<HsmActivities>({
   taskQueue: HSM_TASK_QUEUE,
   startToCloseTimeout: '1m',
@@ -146,25 +153,32 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     if (d.comment !== undefined && (typeof d.comment !== 'string' || d.comment.length > MAX_COMMENT)) {
       return `comment must be a string of at most ${MAX_COMMENT} characters`;
     }
+    // A decision binds to the keys it is about, so there must be keys to show first.
+    if (!subject) return `nothing to decide yet: the import is still preparing the keys (${step})`;
     return gate.refusal(d.approver, decision);
   };
-  const decide = async (decision: Decision['decision'], d: DecisionInput | undefined): Promise<ImportStatus> => {
-    await condition(() => subject !== undefined || gate.state !== 'PENDING');
+  // Synchronous on purpose: recording before the next message's validator runs means two
+  // decisions racing in one workflow task cannot both be accepted.
+  const decide = (decision: Decision['decision'], d: DecisionInput | undefined): ImportStatus => {
     const refusal = refusalOf(decision, d);
-    if (refusal) {
-      // Only reachable by signals (updates are validated first) or a decision that raced another.
-      log.warn('decision refused', { decision, refusal });
-      return status();
-    }
+    if (refusal) throw ApplicationFailure.nonRetryable(refusal, 'DecisionRefused');
     gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject! });
     return status();
+  };
+  const signalled = (decision: Decision['decision']) => (d: DecisionInput) => {
+    try {
+      decide(decision, d);
+    } catch (err) {
+      // A signal cannot answer its sender; the refusal is logged (the update reports it).
+      log.warn('decision refused', { decision, refusal: (err as Error).message });
+    }
   };
   const validate = (decision: Decision['decision']) => (d: DecisionInput | undefined) => {
     const refusal = refusalOf(decision, d);
     if (refusal) throw new Error(refusal);
   };
-  setHandler(approveSignal, (d) => void decide('APPROVE', d));
-  setHandler(rejectSignal, (d) => void decide('REJECT', d));
+  setHandler(approveSignal, signalled('APPROVE'));
+  setHandler(rejectSignal, signalled('REJECT'));
   setHandler(approveUpdate, (d) => decide('APPROVE', d), { validator: validate('APPROVE') });
   setHandler(rejectUpdate, (d) => decide('REJECT', d), { validator: validate('REJECT') });
   setHandler(statusQuery, status);
@@ -231,7 +245,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   try {
     [kmsKey, hsmKey] = await Promise.all([
       run('preparing the KMS key', () =>
-        kms.ensureKmsKey({
+        ensureKmsKey({
           alias: plan.alias,
           description: plan.description,
           createIfMissing: plan.createKmsKey,
@@ -252,7 +266,6 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     decidedAt = new Date().toISOString();
     if (gate.state !== 'APPROVED') {
       step = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';
-      await condition(allHandlersFinished);
       return result(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED');
     }
 
@@ -284,7 +297,6 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       kms.verifyKey({ keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo }),
     );
     step = 'DONE';
-    await condition(allHandlersFinished);
     return result('IMPORTED', { importedAt, verification });
   } catch (err) {
     step = 'FAILED';

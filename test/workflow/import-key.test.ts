@@ -7,9 +7,9 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import '../quiet-runtime';
 import { tools } from '../../scripts/paths';
-import { approveSignal, approveUpdate, importKey, rejectUpdate, statusQuery, type ImportKeyInput } from '../../workflows/import-key';
+import { approveSignal, approveUpdate, importKey, rejectUpdate, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
-import { fakes, tokenExpired, type Fakes } from './fakes';
+import { fakes, tokenExpired, tokenInvalid, type Fakes } from './fakes';
 
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
@@ -48,6 +48,22 @@ function start(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>>
   return env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `import-test-${++seq}`, args: [input] });
 }
 
+/** Polls the status query until the workflow reaches `step` (approvals are refused before it). */
+async function reached(h: WorkflowHandle, step: ImportStep): Promise<void> {
+  for (let tries = 0; tries < 500; tries++) {
+    if ((await h.query(statusQuery)).step === step) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.fail(`workflow never reached ${step}`);
+}
+
+/** Started and waiting for approvals. */
+async function awaitingApproval(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
+  const h = await start(input);
+  await reached(h, 'AWAITING_APPROVAL');
+  return h;
+}
+
 const approve = (h: WorkflowHandle, approver: string) => h.executeUpdate(approveUpdate, { args: [{ approver }] });
 
 async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
@@ -73,7 +89,7 @@ describe('importKey workflow', () => {
   it('imports after two of three approvals and reports what was imported', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
-      const h = await start(request());
+      const h = await awaitingApproval(request());
       const afterFirst = await approve(h, 'alice');
       assert.equal(afterFirst.step, 'AWAITING_APPROVAL');
       assert.equal(afterFirst.approvalsNeeded, 1);
@@ -113,35 +129,67 @@ describe('importKey workflow', () => {
   it('refuses the requester, unknown approvers and duplicate approvals, and counts each approver once', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
-      const h = await start(request());
+      const h = await awaitingApproval(request());
       assert.match(await refusalOf(approve(h, 'rita')), /"rita" requested this import and cannot decide on it/);
       assert.match(await refusalOf(approve(h, 'mallory')), /"mallory" is not one of the approvers \(alice, bob, carol\)/);
       await approve(h, 'alice');
       assert.match(await refusalOf(approve(h, 'alice')), /"alice" already approved at/);
-      // Signals cannot answer; a refused one must simply not count.
+      assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'carol', comment: 7 as never }] })), /comment must be a string/);
+      // Signals cannot answer. Refused ones (a second approval, the requester, malformed) must not
+      // count: had any counted, the quorum of two would be met before bob's signal below.
       await h.signal(approveSignal, { approver: 'alice' });
       await h.signal(approveSignal, { approver: 'rita' });
-      // Malformed signals are refused too, and do not wedge the workflow.
       await h.signal(approveSignal, {} as never);
       await h.signal(approveSignal, { approver: 'carol', comment: 'x'.repeat(1001) });
-      assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'carol', comment: 7 as never }] })), /comment must be a string/);
-      const status = await h.query(statusQuery);
-      assert.equal(status.approvals.length, 1);
-      assert.equal(status.approvalsNeeded, 1);
       assert.equal(f.calls.importKeyMaterial, undefined);
 
       await h.signal(approveSignal, { approver: 'bob' });
       const result = await h.result();
       assert.equal(result.outcome, 'IMPORTED');
       assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'bob']);
-      await assert.rejects(approve(h, 'carol'), 'a finished import takes no more decisions');
+      await assert.rejects(approve(h, 'carol'), /not found|already completed/);
+    });
+  });
+
+  it('refuses decisions until the keys to decide on exist', async () => {
+    const f = fakes();
+    let release!: () => void;
+    f.holds.ensureHsmKey = new Promise((r) => (release = r));
+    await withWorkers(f, async () => {
+      const h = await start(request());
+      await reached(h, 'PREPARING_KEYS');
+      assert.match(await refusalOf(approve(h, 'alice')), /nothing to decide yet: the import is still preparing the keys \(PREPARING_KEYS\)/);
+      release();
+      await reached(h, 'AWAITING_APPROVAL');
+      const status = await approve(h, 'alice');
+      assert.equal(status.approvals[0].subject.kcv, 'abcdef');
+      await approve(h, 'bob');
+      assert.equal((await h.result()).outcome, 'IMPORTED');
+    });
+  });
+
+  it('accepts exactly one of a final approval and a rejection sent at once', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await awaitingApproval(request());
+      await approve(h, 'alice');
+      const [approval, rejection] = await Promise.allSettled([
+        approve(h, 'bob'),
+        h.executeUpdate(rejectUpdate, { args: [{ approver: 'carol' }] }),
+      ]);
+      assert.equal([approval, rejection].filter((r) => r.status === 'fulfilled').length, 1, 'exactly one decision counts');
+      const loser = approval.status === 'rejected' ? approval : (rejection as PromiseRejectedResult);
+      assert.match(((loser.reason as WorkflowUpdateFailedError).cause as Error).message, /already decided/);
+      const result = await h.result();
+      assert.equal(result.outcome, approval.status === 'fulfilled' ? 'IMPORTED' : 'REJECTED');
+      assert.equal(f.calls.importKeyMaterial?.length ?? 0, result.outcome === 'IMPORTED' ? 1 : 0);
     });
   });
 
   it('ends as REJECTED on a rejection and imports nothing', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
-      const h = await start(request());
+      const h = await awaitingApproval(request());
       await approve(h, 'alice');
       await h.executeUpdate(rejectUpdate, { args: [{ approver: 'bob', comment: 'wrong account' }] });
       const result = await h.result();
@@ -156,7 +204,7 @@ describe('importKey workflow', () => {
   it('ends as APPROVAL_EXPIRED when the deadline passes and imports nothing', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
-      const h = await start(request({ approvalTimeout: '2h' }));
+      const h = await awaitingApproval(request({ approvalTimeout: '2h' }));
       await approve(h, 'alice');
       const result = await h.result(); // the test server skips the two hours
       assert.equal(result.outcome, 'APPROVAL_EXPIRED');
@@ -169,7 +217,7 @@ describe('importKey workflow', () => {
   it('fetches new parameters and re-wraps when approval comes after the token expired (25 h)', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
-      const h = await start(request());
+      const h = await awaitingApproval(request());
       await approve(h, 'alice');
       const { importToken } = await h.query(statusQuery);
       assert.equal(Date.parse(importToken!.refreshAfter), Date.parse(importToken!.parametersValidTo) - 3_600_000);
@@ -185,19 +233,32 @@ describe('importKey workflow', () => {
     });
   });
 
-  it('refreshes the token when ImportKeyMaterial answers that it expired, then succeeds', async () => {
+  it('refreshes the token when ImportKeyMaterial answers that it expired or is invalid, then succeeds', async () => {
     const f = fakes();
-    f.failures.importKeyMaterial = [tokenExpired];
+    f.failures.importKeyMaterial = [tokenExpired, tokenInvalid];
     await withWorkers(f, async () => {
-      const h = await start(request({ requiredApprovals: 1 }));
+      const h = await awaitingApproval(request({ requiredApprovals: 1 }));
       await approve(h, 'alice');
       const result = await h.result();
       assert.equal(result.outcome, 'IMPORTED');
-      assert.equal(result.tokenRefreshes, 1);
+      assert.equal(result.tokenRefreshes, 2);
       assert.deepEqual(
         f.calls.importKeyMaterial.map((c) => (c as { importToken: string }).importToken),
-        ['token-1', 'token-2'],
+        ['token-1', 'token-2', 'token-3'],
       );
+      assert.equal(f.calls.wrapKey.length, 3, 'each new token comes with a new wrap');
+    });
+  });
+
+  it('fails with TokenRefreshLimit, importing nothing, when the token expired and no refresh is allowed', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await awaitingApproval(request({ requiredApprovals: 1, maxTokenRefreshes: 0 }));
+      await env.sleep('25h');
+      await approve(h, 'alice');
+      const failure = await failureOf(h.result());
+      assert.equal(failure.type, 'TokenRefreshLimit');
+      assert.equal(f.calls.importKeyMaterial, undefined);
     });
   });
 
@@ -205,7 +266,7 @@ describe('importKey workflow', () => {
     const f = fakes();
     f.failures.importKeyMaterial = [tokenExpired, tokenExpired, tokenExpired];
     await withWorkers(f, async () => {
-      const h = await start(request({ requiredApprovals: 1, maxTokenRefreshes: 2 }));
+      const h = await awaitingApproval(request({ requiredApprovals: 1, maxTokenRefreshes: 2 }));
       await approve(h, 'alice');
       const failure = await failureOf(h.result());
       assert.equal(failure.type, 'TokenRefreshLimit');
@@ -219,7 +280,7 @@ describe('importKey workflow', () => {
     f.failures.ensureKmsKey = [() => new Error('ThrottlingException: rate exceeded'), () => new Error('socket hang up')];
     f.failures.wrapKey = [() => new Error('CKR_SESSION_HANDLE_INVALID')];
     await withWorkers(f, async () => {
-      const h = await start(request({ requiredApprovals: 1 }));
+      const h = await awaitingApproval(request({ requiredApprovals: 1 }));
       await approve(h, 'bob');
       assert.equal((await h.result()).outcome, 'IMPORTED');
       assert.equal(f.calls.ensureKmsKey.length, 3);
