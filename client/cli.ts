@@ -79,8 +79,10 @@ Exit codes: 0 ok, 1 error, 2 bad usage or input, 3 refused (e.g. not an approver
   --json                      print JSON`,
   approve: `usage: byok approve <workflow-id> --as NAME [--comment TEXT] [--json]
 
-Records your approval; refused at once (exit 3) if you are not an approver, requested
-the import yourself, already approved, or the import is already decided.`,
+Records your approval of the KMS key, HSM key and key check value shown by "byok status".
+Waits (up to a minute) while a new import is still preparing its keys; then refused at
+once (exit 3) if you are not an approver, requested the import yourself, already approved,
+or the import is already decided or ended.`,
   reject: `usage: byok reject <workflow-id> --as NAME [--comment TEXT] [--json]
 
 Rejects the import; nothing is imported. Any approver may reject while it is pending.`,
@@ -206,6 +208,7 @@ async function decideCommand(command: 'approve' | 'reject', args: string[]): Pro
   const workflowId = oneWorkflowId(positionals, command);
   if (!v.as) throw new CliError(`${command}: --as NAME is required`, Exit.USAGE);
   return withHandle(workflowId, async (handle) => {
+    await untilDecidable(handle);
     let status: ImportStatus;
     try {
       status = await handle.executeUpdate(command === 'approve' ? approveUpdate : rejectUpdate, {
@@ -224,6 +227,17 @@ async function decideCommand(command: 'approve' | 'reject', args: string[]): Pro
     });
     return Exit.OK;
   });
+}
+
+/** Decisions are refused until the keys to decide on exist; a fresh import takes a moment to get there. */
+async function untilDecidable(handle: WorkflowHandle<typeof importKey>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const { step } = await handle.query(statusQuery);
+    if (step !== 'PREPARING_KEYS' && step !== 'WRAPPING') return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  // Still preparing: the update's refusal says so.
 }
 
 async function statusCommand(args: string[]): Promise<number> {
@@ -259,10 +273,15 @@ async function resultCommand(args: string[]): Promise<number> {
 
 async function withHandle(workflowId: string, fn: (handle: WorkflowHandle<typeof importKey>) => Promise<number>): Promise<number> {
   const { client, close } = await connect();
+  const handle = client.workflow.getHandle<typeof importKey>(workflowId);
   try {
-    return await fn(client.workflow.getHandle<typeof importKey>(workflowId));
+    return await fn(handle);
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new CliError(`no import with workflow id "${workflowId}"`, Exit.REFUSED);
+    if (err instanceof WorkflowNotFoundError) {
+      // Also what a message to a finished import gets: tell the two apart.
+      const ended = await handle.describe().then((d) => d.status.name, () => undefined);
+      throw new CliError(ended ? `import "${workflowId}" has already ended (${ended})` : `no import with workflow id "${workflowId}"`, Exit.REFUSED);
+    }
     throw err;
   } finally {
     await close();

@@ -9,7 +9,7 @@
 // <dir>/softhsm/          token, softhsm2.conf and user.pin (kept by down)
 import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
@@ -353,8 +353,9 @@ function workerLaunch(info: StackInfo): Launch {
 }
 
 async function writePinFile(file: string, pin: string): Promise<void> {
-  await writeFile(file, `${pin}\n`, { mode: 0o600 });
-  await chmod(file, 0o600); // mode applies only when the file is created
+  // A fresh file, so the PIN never sits in a file that an earlier mode left readable.
+  await rm(file, { force: true });
+  await writeFile(file, `${pin}\n`, { mode: 0o600, flag: 'wx' });
 }
 
 // ---- up, down, status -------------------------------------------------------------------

@@ -66,7 +66,15 @@ async function main(): Promise<void> {
       kmsRegion: kmsConfig?.region,
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
     });
-    await Promise.all(workers.map((w) => w.run()));
+    const runs = workers.map((w) => w.run());
+    try {
+      await Promise.all(runs);
+    } catch (err) {
+      // One worker failed: stop the other before the finally block closes what it uses.
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.allSettled(runs);
+      throw err;
+    }
   } finally {
     await hsm?.close();
     await connection.close();

@@ -1,7 +1,6 @@
 // End to end on the real stack (Temporal dev server, local-kms, SoftHSM2, the worker process),
 // driven through the `byok` CLI as a key custodian would.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,9 +11,10 @@ import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { KeyType, Module, ObjectClass, SessionFlag } from 'graphene-pk11';
 import '../quiet-runtime';
+import { runByok, type CliRun } from '../byok-cli';
 import { nodeKcv } from '../hsm/softhsm-fixture';
 import { freePort } from '../../scripts/net';
-import { projectRoot, tools } from '../../scripts/paths';
+import { tools } from '../../scripts/paths';
 import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { ImportKeyResult } from '../../workflows/import-key';
 
@@ -30,19 +30,10 @@ let temporal: Connection;
 const cliOutput: string[] = [];
 const runs: Array<{ workflowId: string; runId: string }> = [];
 
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function byok(...args: string[]): Promise<CliRun> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(projectRoot, 'bin', 'byok'), ...args], { env: { ...process.env, ...info.env } }, (err, stdout, stderr) => {
-      cliOutput.push(stdout, stderr);
-      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr });
-    });
-  });
+async function byok(...args: string[]): Promise<CliRun> {
+  const run = await runByok(args, info.env);
+  cliOutput.push(run.stdout, run.stderr);
+  return run;
 }
 
 async function ok(...args: string[]): Promise<string> {
@@ -144,6 +135,9 @@ describe('byok on the real stack', () => {
     const result: ImportKeyResult = JSON.parse(await ok('result', workflowId, '--json'));
 
     assert.equal(result.outcome, 'IMPORTED');
+    const late = await byok('approve', workflowId, '--as', 'bob');
+    assert.equal(late.code, 3);
+    assert.match(late.stderr, /import "import-it-known" has already ended \(COMPLETED\)/);
     assert.equal(result.hsmKey.label, KNOWN_LABEL);
     assert.equal(result.hsmKey.kcv, nodeKcv(KNOWN_KEY));
     assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'carol']);

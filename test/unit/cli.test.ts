@@ -1,18 +1,8 @@
 // The CLI's answers that need no server: help, usage errors, input validation, an unreachable Temporal.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import { freePort } from '../../scripts/net';
-import { projectRoot } from '../../scripts/paths';
-
-function byok(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(projectRoot, 'bin', 'byok'), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+import { runByok as byok } from '../byok-cli';
 
 describe('byok CLI without a server', () => {
   for (const command of ['import', 'approve', 'reject', 'status', 'result', 'stack']) {
