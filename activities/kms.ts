@@ -449,8 +449,9 @@ export function createKmsActivities(client: KMSClient) {
   return {
     /**
      * Finds the EXTERNAL key behind the alias, or creates it (once per request) and the alias.
-     * Expects its own activity options, startToCloseTimeout '10m' and heartbeatTimeout '30s': the
-     * search for an earlier attempt's key can take minutes, and heartbeats as it goes.
+     * Expects its own activity options, startToCloseTimeout '10m' and heartbeatTimeout '1m' (above
+     * the client's 30 s request timeout): the search for an earlier attempt's key can take
+     * minutes, and heartbeats as it goes.
      */
     async ensureKmsKey(input: EnsureKmsKeyInput): Promise<KmsKeyRef> {
       const { alias, requestId } = input;

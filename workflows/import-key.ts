@@ -94,7 +94,7 @@ const kms = proxyActivities<KmsActivities>({
 const { ensureKmsKey } = proxyActivities<KmsActivities>({
   taskQueue: KMS_TASK_QUEUE,
   startToCloseTimeout: '10m',
-  heartbeatTimeout: '30s',
+  heartbeatTimeout: '1m',
   scheduleToCloseTimeout: '1h',
   retry,
 });
