@@ -261,7 +261,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     subject = subjectOf(plan, key, target);
     step = 'AWAITING_APPROVAL';
     const remainingMs = deadline.getTime() - Date.now();
-    const decided = remainingMs > 0 && (await condition(() => gate.state !== 'PENDING', remainingMs));
+    const decided = remainingMs > 0 && (await condition(() => gate.state !== 'PENDING', remainingMs, { summary: 'approval deadline' }));
     if (!decided) gate.expire();
     decidedAt = new Date().toISOString();
     if (gate.state !== 'APPROVED') {
