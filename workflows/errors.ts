@@ -2,6 +2,7 @@
 // workflow. Callers (the workflow, the CLI, scripts) branch on these, never on messages.
 export const ErrorType = {
   InvalidInput: 'InvalidInput',
+  DecisionRefused: 'DecisionRefused',
 
   UnknownAlias: 'UnknownAlias',
   KeyNotExternal: 'KeyNotExternal',

@@ -124,7 +124,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   let tokenRefreshes = 0;
   let decidedAt: string | undefined;
 
-  // Known once both keys exist; decisions wait for it so each one is bound to what gets imported.
+  // Known once both keys exist; decisions are refused until then, so each is bound to what gets imported.
   let subject: ApprovalSubject | undefined;
 
   const refreshAfter = (p: ImportParameters) => new Date(Date.parse(p.parametersValidTo) - plan.tokenSafetyMarginMs);
@@ -161,7 +161,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   // decisions racing in one workflow task cannot both be accepted.
   const decide = (decision: Decision['decision'], d: DecisionInput | undefined): ImportStatus => {
     const refusal = refusalOf(decision, d);
-    if (refusal) throw ApplicationFailure.nonRetryable(refusal, 'DecisionRefused');
+    if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
     gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject! });
     return status();
   };
