@@ -1,10 +1,11 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
 import { CliError, Exit, showUsage, type Command } from './command';
+import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 
