@@ -7,6 +7,8 @@ import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createHsmActivities } from '../activities/hsm';
 import { createKmsActivities, kmsClient } from '../activities/kms';
 import { temporalSettings } from '../client/connection';
+import { dataConverterFromEnv } from '../codec/data-converter';
+import { CodecKeyError } from '../codec/keys';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
 import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
 
@@ -20,6 +22,8 @@ Environment:
   PKCS11_MODULE                    PKCS#11 library (default /usr/lib/softhsm/libsofthsm2.so)
   PKCS11_TOKEN_LABEL               token holding the keys
   PKCS11_PIN | PKCS11_PIN_FILE     user PIN, or a file (mode 600) holding it
+  BYOK_CODEC_KEYS | BYOK_CODEC_KEY_FILE
+                                   payload codec keys, or a file (mode 600) holding them
   AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain`;
 
 async function main(): Promise<void> {
@@ -35,6 +39,7 @@ async function main(): Promise<void> {
   const temporal = temporalSettings();
   const hsmConfig = queues.includes('hsm') ? hsmSettings(process.env) : undefined;
   const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
+  const dataConverter = dataConverterFromEnv();
 
   const log = Runtime.instance().logger;
   const connection = await NativeConnection.connect({ address: temporal.address, tls: temporal.tls, apiKey: temporal.apiKey });
@@ -46,6 +51,7 @@ async function main(): Promise<void> {
         await Worker.create({
           connection,
           namespace: temporal.namespace,
+          dataConverter,
           taskQueue: KMS_TASK_QUEUE,
           workflowsPath: require.resolve('../workflows'),
           activities: createKmsActivities(kmsClient(kmsConfig)),
@@ -54,7 +60,7 @@ async function main(): Promise<void> {
     }
     if (hsm) {
       workers.push(
-        await Worker.create({ connection, namespace: temporal.namespace, taskQueue: HSM_TASK_QUEUE, activities: hsm.activities }),
+        await Worker.create({ connection, namespace: temporal.namespace, dataConverter, taskQueue: HSM_TASK_QUEUE, activities: hsm.activities }),
       );
     }
     log.info('byok worker started', {
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
       tokenLabel: hsmConfig?.tokenLabel,
       kmsRegion: kmsConfig?.region,
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
+      payloadCodec: dataConverter ? 'AES-256-GCM' : 'none (payloads in clear)',
     });
     const runs = workers.map((w) => w.run());
     try {
@@ -82,6 +89,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(`byok-worker: ${err instanceof ConfigError ? err.message : err?.stack ?? err}`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+  const config = err instanceof ConfigError || err instanceof CodecKeyError;
+  console.error(`byok-worker: ${config ? err.message : err?.stack ?? err}`);
+  process.exit(config ? 2 : 1);
 });
