@@ -1,17 +1,18 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
+import { codecCommands } from './codec-commands';
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands, ...codecCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(13)} ${c.summary}`)
   .join('\n')}
 
 Run "byok <command> --help" for a command's options.
