@@ -1,0 +1,126 @@
+// The codec server over real HTTP on loopback: the protocol, CORS, the bearer token.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { createCodecServer } from '../../codec/codec-server';
+import { codecKeyLine, parseCodecKeys } from '../../codec/keys';
+import { AesGcmPayloadCodec, ENCODING } from '../../codec/payload-codec';
+import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
+
+const UI = 'http://127.0.0.1:8233';
+const TOKEN = randomBytes(16).toString('hex');
+const codec = new AesGcmPayloadCodec(parseCodecKeys(codecKeyLine('k1', randomBytes(32)), 'test'));
+const VALUE = { step: 'AWAITING_APPROVAL', kcv: 'A1B2C3' };
+
+async function serve(token?: string) {
+  const log: string[] = [];
+  const server = createCodecServer({ codec, allowedOrigins: [UI, 'http://localhost:8233'], token, namespace: 'default', log: (l) => log.push(l) });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, log, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+async function encodedBody() {
+  return JSON.stringify(payloadsToJson(await codec.encode([defaultPayloadConverter.toPayload(VALUE)])));
+}
+
+describe('codec server', () => {
+  let open: Awaited<ReturnType<typeof serve>>;
+  let guarded: Awaited<ReturnType<typeof serve>>;
+  before(async () => {
+    open = await serve();
+    guarded = await serve(TOKEN);
+  });
+  after(async () => {
+    await open?.close();
+    await guarded?.close();
+  });
+
+  it('decodes a payload the codec encrypted, as the Web UI asks for it', async () => {
+    const res = await fetch(`${open.url}/decode`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Namespace': 'default', Origin: UI },
+      body: await encodedBody(),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('access-control-allow-origin'), UI);
+    const [decoded] = payloadsFromJson(await res.json());
+    assert.deepEqual(defaultPayloadConverter.fromPayload(decoded), VALUE);
+  });
+
+  it('encodes, also under a /<namespace>/ prefix, and the result decodes', async () => {
+    const body = JSON.stringify(payloadsToJson([defaultPayloadConverter.toPayload(VALUE)]));
+    const res = await fetch(`${open.url}/default/encode`, { method: 'POST', body });
+    assert.equal(res.status, 200);
+    const [encoded] = payloadsFromJson(await res.json());
+    assert.equal(Buffer.from(encoded.metadata!.encoding!).toString(), ENCODING);
+    const [decoded] = await codec.decode([encoded]);
+    assert.deepEqual(defaultPayloadConverter.fromPayload(decoded), VALUE);
+  });
+
+  it('answers a preflight from the UI origin, and refuses one from any other origin', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${open.url}/decode`, {
+        method: 'OPTIONS',
+        headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type,x-namespace,authorization' },
+      });
+    const allowed = await preflight('http://localhost:8233');
+    assert.equal(allowed.status, 204);
+    assert.equal(allowed.headers.get('access-control-allow-origin'), 'http://localhost:8233');
+    assert.equal(allowed.headers.get('access-control-allow-methods'), 'POST');
+    assert.match(allowed.headers.get('access-control-allow-headers') ?? '', /X-Namespace.*Authorization/);
+    for (const origin of ['https://evil.example', 'http://127.0.0.1:8234', 'null']) {
+      const denied = await preflight(origin);
+      assert.equal(denied.status, 403, origin);
+      assert.equal(denied.headers.get('access-control-allow-origin'), null, origin);
+    }
+  });
+
+  it('refuses to decode for a browser on another origin', async () => {
+    const res = await fetch(`${open.url}/decode`, { method: 'POST', headers: { Origin: 'https://evil.example' }, body: await encodedBody() });
+    assert.equal(res.status, 403);
+    assert.equal(res.headers.get('access-control-allow-origin'), null);
+    assert.match(((await res.json()) as { message: string }).message, /origin https:\/\/evil\.example is not allowed/);
+  });
+
+  it('with a token, requires exactly that bearer token (preflight excepted)', async () => {
+    const decode = (headers: Record<string, string>) =>
+      fetch(`${guarded.url}/decode`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify({ payloads: [] }) });
+    for (const headers of [{} as Record<string, string>, { Authorization: `Bearer ${TOKEN}x` }, { Authorization: `Basic ${TOKEN}` }, { Authorization: 'Bearer ' }]) {
+      const res = await decode(headers);
+      assert.equal(res.status, 401, JSON.stringify(headers));
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+    }
+    const right = await decode({ Authorization: `Bearer ${TOKEN}` });
+    assert.equal(right.status, 200);
+    assert.deepEqual(await right.json(), { payloads: [] });
+    const preflight = await fetch(`${guarded.url}/decode`, { method: 'OPTIONS', headers: { Origin: UI, 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(preflight.status, 204);
+    assert.ok(!guarded.log.join('\n').includes(TOKEN), 'the token is never logged');
+  });
+
+  it('gives a clear error for bad requests: path, method, namespace, body, unknown key', async () => {
+    const post = (p: string, body: string, headers: Record<string, string> = {}) => fetch(`${open.url}${p}`, { method: 'POST', headers, body });
+    const cases: Array<[Promise<Response>, number, RegExp]> = [
+      [post('/transcode', '{}'), 404, /answers POST \/encode and POST \/decode/],
+      [fetch(`${open.url}/decode`), 405, /method GET not allowed/],
+      [post('/decode', '{"payloads":[]}', { 'X-Namespace': 'prod' }), 403, /serves namespace "default", not "prod"/],
+      [post('/prod/decode', '{"payloads":[]}'), 403, /not "prod"/],
+      [post('/decode', 'not json'), 400, /body: not valid JSON/],
+      [post('/decode', '{"payload":[]}'), 400, /a "payloads" array/],
+      [post('/decode', '{"payloads":[{"data":"%%%"}]}'), 400, /payloads\[0\]\.data: expected a base64 string/],
+      [
+        post('/decode', JSON.stringify(payloadsToJson(await new AesGcmPayloadCodec(parseCodecKeys(codecKeyLine('k0', randomBytes(32)), 't')).encode([defaultPayloadConverter.toPayload(1)])))),
+        400,
+        /codec key "k0", which is not configured here/,
+      ],
+    ];
+    for (const [request, status, message] of cases) {
+      const res = await request;
+      assert.equal(res.status, status, message.source);
+      assert.match(((await res.json()) as { message: string }).message, message);
+    }
+  });
+});
