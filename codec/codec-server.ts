@@ -63,7 +63,8 @@ async function handle(opts: CodecServerOptions, req: IncomingMessage, res: Serve
   if (opts.token !== undefined && !bearerMatches(req.headers.authorization, opts.token)) {
     throw new HttpError(401, 'a bearer token is required (Authorization: Bearer <token>)', { 'WWW-Authenticate': 'Bearer' });
   }
-  const namespace = match[1] !== undefined ? decodeURIComponent(match[1]) : header(req, 'x-namespace');
+  // The Temporal CLI (1.5.1) sends an empty X-Namespace: that names no namespace.
+  const namespace = (match[1] !== undefined ? decodeURIComponent(match[1]) : header(req, 'x-namespace')) || undefined;
   if (opts.namespace !== undefined && namespace !== undefined && namespace !== opts.namespace) {
     throw new HttpError(403, `this codec server serves namespace "${opts.namespace}", not "${namespace}"`);
   }

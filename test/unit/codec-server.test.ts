@@ -52,7 +52,8 @@ describe('codec server', () => {
 
   it('encodes, also under a /<namespace>/ prefix, and the result decodes', async () => {
     const body = JSON.stringify(payloadsToJson([defaultPayloadConverter.toPayload(VALUE)]));
-    const res = await fetch(`${open.url}/default/encode`, { method: 'POST', body });
+    // An empty X-Namespace (what the Temporal CLI sends) names no namespace.
+    const res = await fetch(`${open.url}/default/encode`, { method: 'POST', headers: { 'X-Namespace': '' }, body });
     assert.equal(res.status, 200);
     const [encoded] = payloadsFromJson(await res.json());
     assert.equal(Buffer.from(encoded.metadata!.encoding!).toString(), ENCODING);
