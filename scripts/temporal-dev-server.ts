@@ -8,6 +8,8 @@ import { tools } from './paths';
  *   and naming it again is harmless, also on a database that already has it).
  * - `--ui-port` keeps the Web UI on (`--headless` would turn it off); it binds to `--ip` too.
  * - the HTTP API and metrics ports, and the internal services' ports, are random free ones.
+ * - `--ui-codec-endpoint` makes the Web UI (in the browser) send payloads to that codec server
+ *   to show them decoded; the codec server must allow the UI's origin (CORS).
  * - only one process may use a `--db-filename` at a time (SQLite lock): wait for the old one
  *   to exit before starting a new one on the same file.
  */
@@ -17,6 +19,8 @@ export function temporalDevServerCommand(opts: {
   dbFile: string;
   namespace: string;
   ip?: string;
+  /** A codec server for the Web UI. */
+  codecEndpoint?: string;
 }): { command: string; args: string[] } {
   return {
     command: tools.temporal,
@@ -35,6 +39,7 @@ export function temporalDevServerCommand(opts: {
       opts.namespace,
       '--log-level',
       'warn',
+      ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
     ],
   };
 }
