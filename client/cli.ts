@@ -1,4 +1,5 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
+import { withCodecHint } from '../codec/data-converter';
 import { codecCommands } from './codec-commands';
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
@@ -31,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!command) throw new CliError(`unknown command "${name}"; run "byok --help"`, Exit.USAGE);
     return await command.run(args);
   } catch (err) {
-    console.error(`byok: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`byok: ${withCodecHint(err instanceof Error ? err.message : String(err))}`);
     return err instanceof CliError ? err.code : Exit.ERROR;
   }
 }
