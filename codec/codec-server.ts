@@ -1,7 +1,8 @@
 // The Temporal codec server protocol over HTTP, so the Web UI and `temporal --codec-endpoint` can
-// show decrypted payloads to operators: POST /encode and /decode (also under /<namespace>/),
-// body and answer {"payloads": [...]} in proto3 JSON. Browsers may call it only from the
-// configured UI origins; with a token, every POST needs `Authorization: Bearer <token>`.
+// show decrypted payloads to operators: POST .../encode and .../decode (only the last path
+// segment counts, so it can be mounted anywhere), body and answer {"payloads": [...]} in proto3
+// JSON. Browsers may call it only from the configured UI origins; with a token, every POST needs
+// `Authorization: Bearer <token>`.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { PayloadCodec } from '@temporalio/common';
@@ -14,7 +15,7 @@ export interface CodecServerOptions {
   allowedOrigins: string[];
   /** When set, required as a bearer token on /encode and /decode. */
   token?: string;
-  /** When set, requests naming another namespace (X-Namespace or the path) are refused. */
+  /** When set, requests whose X-Namespace names another namespace are refused. */
   namespace?: string;
   /** One line per refused or failed request; never payload contents. */
   log?: (line: string) => void;
@@ -22,7 +23,7 @@ export interface CodecServerOptions {
 
 /** A Temporal payload is at most 2 MB; a batch from the UI holds a few of them. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const PATH = /^(?:\/([^/]+))?\/(encode|decode)$/;
+const PATH = /\/(encode|decode)$/;
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
@@ -48,13 +49,16 @@ async function handle(opts: CodecServerOptions, req: IncomingMessage, res: Serve
   if (origin !== undefined) {
     if (!opts.allowedOrigins.includes(origin)) throw new HttpError(403, `origin ${origin} is not allowed to use this codec server`);
     res.setHeader('Access-Control-Allow-Origin', origin);
+    // For the UI's "include cross-origin credentials" (cookies for a proxy in front); this server uses none.
+    res.setHeader('Access-Control-Allow-Credentials', 'true');
   }
   const match = PATH.exec(new URL(req.url ?? '/', 'http://codec').pathname);
   if (!match) throw new HttpError(404, 'not found: the codec server answers POST /encode and POST /decode');
   if (req.method === 'OPTIONS') {
     // Preflight: browsers send no Authorization header with it.
     res.setHeader('Access-Control-Allow-Methods', 'POST');
-    res.setHeader('Access-Control-Allow-Headers', 'Content-Type, X-Namespace, Authorization');
+    // What the Web UI sends (Authorization and Authorization-Extras only when it passes the user's tokens).
+    res.setHeader('Access-Control-Allow-Headers', 'Content-Type, X-Namespace, Authorization, Authorization-Extras');
     res.setHeader('Access-Control-Max-Age', '600');
     res.writeHead(204).end();
     return;
@@ -64,7 +68,7 @@ async function handle(opts: CodecServerOptions, req: IncomingMessage, res: Serve
     throw new HttpError(401, 'a bearer token is required (Authorization: Bearer <token>)', { 'WWW-Authenticate': 'Bearer' });
   }
   // The Temporal CLI (1.5.1) sends an empty X-Namespace: that names no namespace.
-  const namespace = (match[1] !== undefined ? decodeURIComponent(match[1]) : header(req, 'x-namespace')) || undefined;
+  const namespace = header(req, 'x-namespace') || undefined;
   if (opts.namespace !== undefined && namespace !== undefined && namespace !== opts.namespace) {
     throw new HttpError(403, `this codec server serves namespace "${opts.namespace}", not "${namespace}"`);
   }
@@ -82,7 +86,7 @@ async function handle(opts: CodecServerOptions, req: IncomingMessage, res: Serve
     throw new HttpError(400, `body: ${(err as Error).message}`);
   }
   try {
-    const result = match[2] === 'encode' ? await opts.codec.encode(payloads) : await opts.codec.decode(payloads);
+    const result = match[1] === 'encode' ? await opts.codec.encode(payloads) : await opts.codec.decode(payloads);
     send(res, 200, payloadsToJson(result));
   } catch (err) {
     if (err instanceof CodecError) throw new HttpError(400, err.message);

@@ -1,13 +1,20 @@
-// The codec server over real HTTP on loopback: the protocol, CORS, the bearer token.
+// The codec server over real HTTP on loopback: the protocol, CORS, the bearer token; and the
+// `byok codec-server` command that runs it.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { createCodecServer } from '../../codec/codec-server';
 import { codecKeyLine, parseCodecKeys } from '../../codec/keys';
 import { AesGcmPayloadCodec, ENCODING } from '../../codec/payload-codec';
 import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
+import { projectRoot } from '../../scripts/paths';
+import { runByok } from '../byok-cli';
 
 const UI = 'http://127.0.0.1:8233';
 const TOKEN = randomBytes(16).toString('hex');
@@ -50,10 +57,10 @@ describe('codec server', () => {
     assert.deepEqual(defaultPayloadConverter.fromPayload(decoded), VALUE);
   });
 
-  it('encodes, also under a /<namespace>/ prefix, and the result decodes', async () => {
+  it('encodes, also when mounted under a path prefix, and the result decodes', async () => {
     const body = JSON.stringify(payloadsToJson([defaultPayloadConverter.toPayload(VALUE)]));
     // An empty X-Namespace (what the Temporal CLI sends) names no namespace.
-    const res = await fetch(`${open.url}/default/encode`, { method: 'POST', headers: { 'X-Namespace': '' }, body });
+    const res = await fetch(`${open.url}/codec/default/encode`, { method: 'POST', headers: { 'X-Namespace': '' }, body });
     assert.equal(res.status, 200);
     const [encoded] = payloadsFromJson(await res.json());
     assert.equal(Buffer.from(encoded.metadata!.encoding!).toString(), ENCODING);
@@ -72,6 +79,7 @@ describe('codec server', () => {
     assert.equal(allowed.headers.get('access-control-allow-origin'), 'http://localhost:8233');
     assert.equal(allowed.headers.get('access-control-allow-methods'), 'POST');
     assert.match(allowed.headers.get('access-control-allow-headers') ?? '', /X-Namespace.*Authorization/);
+    assert.equal(allowed.headers.get('access-control-allow-credentials'), 'true');
     for (const origin of ['https://evil.example', 'http://127.0.0.1:8234', 'null']) {
       const denied = await preflight(origin);
       assert.equal(denied.status, 403, origin);
@@ -105,10 +113,10 @@ describe('codec server', () => {
   it('gives a clear error for bad requests: path, method, namespace, body, unknown key', async () => {
     const post = (p: string, body: string, headers: Record<string, string> = {}) => fetch(`${open.url}${p}`, { method: 'POST', headers, body });
     const cases: Array<[Promise<Response>, number, RegExp]> = [
+      [post('/decode/x', '{}'), 404, /answers POST \/encode and POST \/decode/],
       [post('/transcode', '{}'), 404, /answers POST \/encode and POST \/decode/],
       [fetch(`${open.url}/decode`), 405, /method GET not allowed/],
       [post('/decode', '{"payloads":[]}', { 'X-Namespace': 'prod' }), 403, /serves namespace "default", not "prod"/],
-      [post('/prod/decode', '{"payloads":[]}'), 403, /not "prod"/],
       [post('/decode', 'not json'), 400, /body: not valid JSON/],
       [post('/decode', '{"payload":[]}'), 400, /a "payloads" array/],
       [post('/decode', '{"payloads":[{"data":"%%%"}]}'), 400, /payloads\[0\]\.data: expected a base64 string/],
@@ -122,6 +130,75 @@ describe('codec server', () => {
       const res = await request;
       assert.equal(res.status, status, message.source);
       assert.match(((await res.json()) as { message: string }).message, message);
+    }
+  });
+});
+
+describe('byok codec-server (the command)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'byok-codec-cmd-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  /** Starts the real command on a free port; resolves with its URL once it prints its banner. */
+  async function start(env: Record<string, string>, args: string[] = []) {
+    const child = spawn(process.execPath, [path.join(projectRoot, 'bin', 'byok'), 'codec-server', '--port', '0', ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /codec server on (http:\/\/\S+) /.exec(out);
+        if (m) resolve(m[1]);
+      });
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+    });
+    return { url, banner: out, stop: async () => (child.kill('SIGTERM'), exited) };
+  }
+
+  it('serves the codec from a key file, requires the token from a mode-600 token file, and stops on SIGTERM', async () => {
+    const keyFile = path.join(dir, 'codec.keys');
+    const key = randomBytes(32);
+    await writeFile(keyFile, `${codecKeyLine('k1', key)}\n`, { mode: 0o600 });
+    const tokenFile = path.join(dir, 'token');
+    await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const server = await start({ BYOK_CODEC_KEY_FILE: keyFile, BYOK_CODEC_SERVER_TOKEN_FILE: tokenFile }, ['--ui-origin', UI]);
+    try {
+      assert.match(server.banner, /encrypting with key "k1".*UI origins http:\/\/127\.0\.0\.1:8233; bearer token required/);
+      assert.ok(!server.banner.includes(TOKEN) && !server.banner.includes(key.toString('base64')), 'no secret in the banner');
+      const [encoded] = await new AesGcmPayloadCodec(parseCodecKeys(codecKeyLine('k1', key), 't')).encode([defaultPayloadConverter.toPayload(VALUE)]);
+      const decode = (auth: string) =>
+        fetch(`${server.url}/decode`, { method: 'POST', headers: { Authorization: auth, Origin: UI }, body: JSON.stringify(payloadsToJson([encoded])) });
+      assert.equal((await decode('Bearer wrong')).status, 401);
+      const res = await decode(`Bearer ${TOKEN}`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(defaultPayloadConverter.fromPayload(payloadsFromJson(await res.json())[0]), VALUE);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  it('refuses to start without keys, with a group-readable token file, or with an origin that has a path', async () => {
+    const keyFile = path.join(dir, 'refusals.keys');
+    await writeFile(keyFile, codecKeyLine('k1', randomBytes(32)), { mode: 0o600 });
+    const openToken = path.join(dir, 'open-token');
+    await writeFile(openToken, TOKEN, { mode: 0o644 });
+    const cases: Array<[Record<string, string>, string[], number, RegExp]> = [
+      [{ BYOK_CODEC_KEY_FILE: '', BYOK_CODEC_KEYS: '' }, [], 2, /no codec keys; set BYOK_CODEC_KEY_FILE/],
+      [{ BYOK_CODEC_KEY_FILE: keyFile, BYOK_CODEC_SERVER_TOKEN_FILE: openToken }, [], 1, /open-token is readable by group or others; chmod 600 it/],
+      [{ BYOK_CODEC_KEY_FILE: keyFile }, ['--ui-origin', 'http://127.0.0.1:8233/ui'], 2, /--ui-origin: expected scheme:\/\/host\[:port\] with no path/],
+      [{ BYOK_CODEC_KEY_FILE: keyFile }, ['--host', 'example.com'], 2, /--host: expected an IP address/],
+    ];
+    for (const [env, args, code, message] of cases) {
+      const run = await runByok(['codec-server', '--port', '0', ...args], env);
+      assert.equal(run.code, code, run.stderr);
+      assert.match(run.stderr, message);
     }
   });
 });
