@@ -343,7 +343,7 @@ function temporalLaunch(opts: StackOptions): Launch {
     dbFile: layout(opts).dbFile,
     namespace: opts.namespace,
     ip: HOST,
-    codecEndpoint: opts.codec && `http://${HOST}:${opts.codec.port}`,
+    codecEndpoint: stackInfo(opts).codecServerUrl,
   });
   return { name: 'temporal', command, args, env: process.env };
 }
@@ -373,7 +373,7 @@ function workerLaunch(info: StackInfo): Launch {
   };
 }
 
-function codecServerLaunch(opts: StackOptions, info: StackInfo, port: number): Launch {
+function codecServerLaunch(opts: StackOptions, info: StackInfo, { port }: { port: number }): Launch {
   // Browsers send the UI's host as typed: the local UI is reached under both names.
   const origins = [HOST, 'localhost'].flatMap((host) => ['--ui-origin', `http://${host}:${opts.uiPort}`]);
   return {
@@ -435,7 +435,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
     await ensureCodecKeyFile(l.codecKeyFile);
     await ensureRunning(
       opts,
-      codecServerLaunch(opts, info, port),
+      codecServerLaunch(opts, info, opts.codec),
       [['codec server', port]],
       () => canConnect(HOST, port),
       `nothing listens on ${HOST}:${port}`,
@@ -460,7 +460,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
 /** The processes up may have started, in the order down stops them (the worker first). */
 function launches(opts: StackOptions): Launch[] {
   const info = stackInfo(opts);
-  const codec = opts.codec ? [codecServerLaunch(opts, info, opts.codec.port)] : [];
+  const codec = opts.codec ? [codecServerLaunch(opts, info, opts.codec)] : [];
   return [workerLaunch(info), ...codec, localKmsLaunch(opts), temporalLaunch(opts)];
 }
 
@@ -509,7 +509,7 @@ export async function stackStatus(opts: StackOptions): Promise<ComponentStatus[]
     },
     'codec-server': async () => {
       const up = await canConnect(HOST, opts.codec?.port ?? 0);
-      return [up, up ? `${info.codecServerUrl}` : `${info.codecServerUrl} does not answer`];
+      return [up, up ? `${info.codecServerUrl}, for the Web UI` : `${info.codecServerUrl} does not answer`];
     },
     worker: async () => {
       const up = await workerPolling(info.temporalAddress, opts.namespace);
