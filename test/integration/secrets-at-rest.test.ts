@@ -211,9 +211,10 @@ describe('no secret at rest, payload codec on', () => {
 
     const all = [...raw, ...decoded, ...searchAttributes, ...logs, cli];
     const hits = findSecrets(all, secrets());
+    const names = [...new Set(searchAttributes.map((h) => h.source.split('.').pop()))];
     console.log(
       `# scanned ${raw.length} raw and ${decoded.length} decoded history haystacks (${decodedPayloads} payloads), ` +
-        `${searchAttributes.length} search attributes, ${logs.length} logs, CLI output (${cli.bytes.length} bytes) ` +
+        `${searchAttributes.length} search attributes (${names.join(', ')}), ${logs.length} logs, CLI output (${cli.bytes.length} bytes) ` +
         `for ${secrets().length} secrets x 5 forms: ${hits.length} hits`,
     );
     assert.deepEqual(hits, []);
