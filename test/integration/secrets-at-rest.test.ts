@@ -4,7 +4,8 @@
 // the CLI output, for the secrets in raw, hex, base64 and base64url form.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,7 +19,7 @@ import { nodeKcv } from '../hsm/softhsm-fixture';
 import { findSecrets, haystacksOf, payloadsIn, secretForms, type Haystack, type Secret } from '../secret-scan';
 import { createKnownKey } from './known-key';
 import { encryptingDataConverter } from '../../codec/data-converter';
-import { codecKeysFromEnv, type CodecKeyring } from '../../codec/keys';
+import { codecKeyLine, codecKeysFromEnv, type CodecKeyring } from '../../codec/keys';
 import { AesGcmPayloadCodec, ENCODING, KEY_ID_METADATA } from '../../codec/payload-codec';
 import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
 import { freePort } from '../../scripts/net';
@@ -230,7 +231,69 @@ describe('no secret at rest, payload codec on', () => {
     }
     assert.equal(replayed, runs.length);
   });
+
+  it('rotates the codec key under a running import: old payloads still decode, new ones use the new key', async () => {
+    const before = keys.current.id;
+    const pending = await start('--alias', 'sar-rotation');
+    const mixed = runs.pop()!; // not part of the scans above
+    await ok('approve', pending, '--as', 'alice');
+
+    // Rotate as an operator would: a new line on top, then restart the worker and the codec server.
+    const keyFile = info.env.BYOK_CODEC_KEY_FILE;
+    await writeFile(keyFile, `${codecKeyLine('rot-2', randomBytes(32))}\n${await readFile(keyFile, 'utf8')}`);
+    for (const name of ['worker', 'codec-server']) {
+      const pid = Number(await readFile(path.join(opts.dir, 'pids', `${name}.pid`), 'utf8'));
+      process.kill(pid, 'SIGKILL');
+      await gone(pid);
+    }
+    info = await stackUp({ ...opts, worker: true });
+    const rotated = codecKeysFromEnv({ BYOK_CODEC_KEY_FILE: keyFile })!;
+    assert.equal(rotated.current.id, 'rot-2');
+
+    await ok('approve', pending, '--as', 'bob');
+    assert.equal(JSON.parse(await ok('result', pending, '--json')).outcome, 'IMPORTED');
+    const history = await new Client({ connection: temporal, namespace: info.namespace }).workflow.getHandle(mixed.workflowId, mixed.runId).fetchHistory();
+    const ids = new Set(payloadsIn(history).map(({ payload }) => utf8(payload.metadata?.[KEY_ID_METADATA])));
+    assert.deepEqual([...ids].sort(), [before, 'rot-2'].sort(), 'one history, both keys');
+
+    // Histories from before the rotation: the CLI, the restarted codec server and replay still read them.
+    assert.equal(JSON.parse(await ok('result', runs[0].workflowId, '--json')).outcome, 'IMPORTED');
+    const [old] = await rawHistories();
+    const res = await fetch(`${info.codecServerUrl}/decode`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(payloadsToJson(payloadsIn(old).map((p) => p.payload))),
+    });
+    assert.equal(res.status, 200);
+    const replays = Worker.runReplayHistories(
+      { workflowsPath: require.resolve('../../workflows'), dataConverter: encryptingDataConverter(rotated) },
+      [{ workflowId: mixed.workflowId, history }],
+    );
+    for await (const result of replays) assert.equal(result.error, undefined, `${result.workflowId}: ${result.error}`);
+
+    // Without the old key, the old history cannot be read, and the error names the missing key id.
+    const newOnly = await byok(['result', runs[0].workflowId], { BYOK_CODEC_KEY_FILE: '', BYOK_CODEC_KEYS: codecKeyLine('rot-2', rotated.current.key) });
+    assert.equal(newOnly.code, 1);
+    assert.match(newOnly.stderr, new RegExp(`payload encrypted with codec key "${before}", which is not configured here \\(configured: rot-2\\)`));
+  });
 });
+
+/** Resolves once a killed process has released everything (gone, or a zombie with no threads left). */
+async function gone(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let state: string | undefined;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      state = stat[stat.lastIndexOf(')') + 2];
+    } catch {
+      return;
+    }
+    if (state === 'Z' || state === 'X') return;
+    if (Date.now() > deadline) throw new Error(`pid ${pid} still runs 10 s after SIGKILL`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 /**
  * The events whose failures the SDK wrote. The server writes "UnhandledCommand" workflow task
