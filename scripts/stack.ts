@@ -18,7 +18,7 @@ import { LOCAL_KMS_REGION, localKmsCommand } from './local-kms';
 import { canConnect } from './net';
 import { projectRoot, tools } from './paths';
 import { initSoftHsmToken, tokenExists } from './softhsm';
-import { temporalDevServerCommand } from './temporal-dev-server';
+import { registerSearchAttributes, temporalDevServerCommand } from './temporal-dev-server';
 
 export interface StackOptions {
   dir: string;
@@ -379,6 +379,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
     `no namespace "${opts.namespace}" at ${info.temporalAddress}`,
     SERVER_READY_MS,
   );
+  await withConnection(info.temporalAddress, (c) => registerSearchAttributes(c, opts.namespace));
   await ensureRunning(
     opts,
     localKmsLaunch(opts),
