@@ -1,10 +1,11 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
 import { CliError, Exit, showUsage, type Command } from './command';
 import { importCommands } from './import-commands';
+import { opsCommands } from './ops-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...opsCommands, ...stackCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 
