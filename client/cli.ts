@@ -1,11 +1,12 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
 import { CliError, Exit, showUsage, type Command } from './command';
+import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
 import { opsCommands } from './ops-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...opsCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...opsCommands, ...stackCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 

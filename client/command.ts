@@ -1,6 +1,6 @@
 // What every `byok` command shares: exit codes, usage errors, option parsing, the Temporal client.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, type Workflow, type WorkflowHandle } from '@temporalio/client';
 import { temporalSettings } from './connection';
 
 /** Exit codes scripts can rely on. */
@@ -59,4 +59,25 @@ export async function connect(): Promise<{ client: Client; namespace: string; cl
     throw new CliError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message} (is "byok stack up" running?)`, Exit.ERROR);
   }
   return { client: new Client({ connection, namespace: settings.namespace }), namespace: settings.namespace, close: () => connection.close() };
+}
+
+/** Runs `fn` with a handle on `workflowId`, turning "not found" into one clear line. */
+export async function withWorkflow<W extends Workflow = Workflow>(
+  workflowId: string,
+  fn: (handle: WorkflowHandle<W>) => Promise<number>,
+): Promise<number> {
+  const { client, close } = await connect();
+  const handle = client.workflow.getHandle<W>(workflowId);
+  try {
+    return await fn(handle);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) {
+      // Also what a message to a finished workflow gets: tell the two apart.
+      const ended = await handle.describe().then((d) => d.status.name, () => undefined);
+      throw new CliError(ended ? `workflow "${workflowId}" has already ended (${ended})` : `no workflow with id "${workflowId}"`, Exit.REFUSED);
+    }
+    throw err;
+  } finally {
+    await close();
+  }
 }

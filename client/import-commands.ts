@@ -1,19 +1,11 @@
-// `byok import|approve|reject|status|result`: start an import, decide on it, follow it.
+// `byok import|status|result`: start an import and follow it (deciding is in decision-commands.ts).
 import { userInfo } from 'node:os';
-import { WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import {
-  approveUpdate,
-  importKey,
-  rejectUpdate,
-  statusQuery,
-  type ImportKeyInput,
-  type ImportKeyResult,
-  type ImportStatus,
-} from '../workflows/import-key';
+import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } from '../workflows/import-key';
 import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { printResult, printStatus } from './render';
 
@@ -35,17 +27,6 @@ const IMPORT_USAGE = `usage: byok import --alias A --approvers a,b,c [options]
   --token-margin D            refresh the import token when less is left (default 1h)
   --workflow-id ID            default "import-<alias name>": one import of an alias at a time
   --json                      print JSON`;
-
-const APPROVE_USAGE = `usage: byok approve <workflow-id> --as NAME [--comment TEXT] [--json]
-
-Records your approval of the KMS key, HSM key and key check value shown by "byok status".
-Waits (up to a minute) while a new import is still preparing its keys; then refused at
-once (exit 3) if you are not an approver, requested the import yourself, already approved,
-or the import is already decided or ended.`;
-
-const REJECT_USAGE = `usage: byok reject <workflow-id> --as NAME [--comment TEXT] [--json]
-
-Rejects the import; nothing is imported. Any approver may reject while it is pending.`;
 
 const STATUS_USAGE = `usage: byok status <workflow-id> [--json]`;
 
@@ -128,49 +109,11 @@ async function importCommand(args: string[]): Promise<number> {
   return Exit.OK;
 }
 
-async function decideCommand(command: 'approve' | 'reject', args: string[]): Promise<number> {
-  const { values: v, positionals } = parse(args, { as: { type: 'string' }, comment: { type: 'string' }, json: { type: 'boolean' } });
-  if (v.help) return showUsage(command === 'approve' ? APPROVE_USAGE : REJECT_USAGE);
-  const workflowId = oneWorkflowId(positionals, command, command === 'approve' ? APPROVE_USAGE : REJECT_USAGE);
-  if (!v.as) throw new CliError(`${command}: --as NAME is required`, Exit.USAGE);
-  return withHandle(workflowId, async (handle) => {
-    await untilDecidable(handle);
-    let status: ImportStatus;
-    try {
-      status = await handle.executeUpdate(command === 'approve' ? approveUpdate : rejectUpdate, {
-        args: [{ approver: v.as!, comment: v.comment }],
-      });
-    } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) {
-        throw new CliError(`${command}: refused: ${(err.cause as Error | undefined)?.message ?? err.message}`, Exit.REFUSED);
-      }
-      throw err;
-    }
-    print(v.json, status, () => {
-      if (command === 'reject') console.log(`${workflowId}: rejected by ${v.as}; nothing will be imported`);
-      else if (status.approvalsNeeded === 0) console.log(`${workflowId}: approved by ${v.as}; quorum reached, the import proceeds`);
-      else console.log(`${workflowId}: approved by ${v.as}; ${status.approvalsNeeded} more approval(s) needed`);
-    });
-    return Exit.OK;
-  });
-}
-
-/** Decisions are refused until the keys to decide on exist; a fresh import takes a moment to get there. */
-async function untilDecidable(handle: WorkflowHandle<typeof importKey>): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const { step } = await handle.query(statusQuery);
-    if (step !== 'PREPARING_KEYS' && step !== 'WRAPPING') return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  // Still preparing: the update's refusal says so.
-}
-
 async function statusCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, { json: { type: 'boolean' } });
   if (v.help) return showUsage(STATUS_USAGE);
   const workflowId = oneWorkflowId(positionals, 'status', STATUS_USAGE);
-  return withHandle(workflowId, async (handle) => {
+  return withWorkflow<typeof importKey>(workflowId, async (handle) => {
     const status = await handle.query(statusQuery);
     print(v.json, status, () => printStatus(workflowId, status, new Date()));
     return Exit.OK;
@@ -181,7 +124,7 @@ async function resultCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, { json: { type: 'boolean' } });
   if (v.help) return showUsage(RESULT_USAGE);
   const workflowId = oneWorkflowId(positionals, 'result', RESULT_USAGE);
-  return withHandle(workflowId, async (handle) => {
+  return withWorkflow<typeof importKey>(workflowId, async (handle) => {
     let result: ImportKeyResult;
     try {
       result = await handle.result();
@@ -197,27 +140,8 @@ async function resultCommand(args: string[]): Promise<number> {
   });
 }
 
-async function withHandle(workflowId: string, fn: (handle: WorkflowHandle<typeof importKey>) => Promise<number>): Promise<number> {
-  const { client, close } = await connect();
-  const handle = client.workflow.getHandle<typeof importKey>(workflowId);
-  try {
-    return await fn(handle);
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) {
-      // Also what a message to a finished import gets: tell the two apart.
-      const ended = await handle.describe().then((d) => d.status.name, () => undefined);
-      throw new CliError(ended ? `import "${workflowId}" has already ended (${ended})` : `no import with workflow id "${workflowId}"`, Exit.REFUSED);
-    }
-    throw err;
-  } finally {
-    await close();
-  }
-}
-
 export const importCommands: Record<string, Command> = {
   import: { summary: 'start a BYOK import of an HSM key into AWS KMS', usage: IMPORT_USAGE, run: importCommand },
-  approve: { summary: 'approve an import (as one of its approvers)', usage: APPROVE_USAGE, run: (args) => decideCommand('approve', args) },
-  reject: { summary: 'reject an import (as one of its approvers)', usage: REJECT_USAGE, run: (args) => decideCommand('reject', args) },
   status: { summary: 'show where an import stands', usage: STATUS_USAGE, run: statusCommand },
   result: { summary: 'wait for an import to finish and print its outcome', usage: RESULT_USAGE, run: resultCommand },
 };

@@ -1,30 +1,15 @@
 // The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
 // import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
-import {
-  ActivityFailure,
-  ApplicationFailure,
-  condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
-  log,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { HsmActivities, HsmKeyRef } from '../activities/hsm';
 import type { ImportParameters, KeyVerification, KmsActivities, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
+import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from './model';
 
 export type { ImportKeyInput } from './import-request';
-
-export interface DecisionInput {
-  approver: string;
-  comment?: string;
-}
 
 export type ImportStep =
   | 'PREPARING_KEYS'
@@ -76,11 +61,7 @@ export interface ImportKeyResult {
   verification?: KeyVerification;
 }
 
-export const approveSignal = defineSignal<[DecisionInput]>('approve');
-export const rejectSignal = defineSignal<[DecisionInput]>('reject');
-/** Same decisions as the signals, but the caller learns at once whether it counted. */
-export const approveUpdate = defineUpdate<ImportStatus, [DecisionInput]>('approve');
-export const rejectUpdate = defineUpdate<ImportStatus, [DecisionInput]>('reject');
+// Approvals arrive as the shared approve/reject messages of ./decisions.
 export const statusQuery = defineQuery<ImportStatus>('status');
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
@@ -106,7 +87,6 @@ const hsm = proxyActivities<HsmActivities>({
 });
 
 const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
-const MAX_COMMENT = 1000;
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
@@ -147,40 +127,12 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     failure,
   });
 
-  // Signals carry whatever the sender sent: check the shape before the gate's rules.
-  const refusalOf = (decision: Decision['decision'], d: DecisionInput | undefined): string | undefined => {
-    if (typeof d?.approver !== 'string' || d.approver.length > 64) return 'approver must be an id of at most 64 characters';
-    if (d.comment !== undefined && (typeof d.comment !== 'string' || d.comment.length > MAX_COMMENT)) {
-      return `comment must be a string of at most ${MAX_COMMENT} characters`;
-    }
-    // A decision binds to the keys it is about, so there must be keys to show first.
-    if (!subject) return `nothing to decide yet: the import is still preparing the keys (${step})`;
-    return gate.refusal(d.approver, decision);
-  };
-  // Synchronous on purpose: recording before the next message's validator runs means two
-  // decisions racing in one workflow task cannot both be accepted.
-  const decide = (decision: Decision['decision'], d: DecisionInput | undefined): ImportStatus => {
-    const refusal = refusalOf(decision, d);
-    if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
-    gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject! });
-    return status();
-  };
-  const signalled = (decision: Decision['decision']) => (d: DecisionInput) => {
-    try {
-      decide(decision, d);
-    } catch (err) {
-      // A signal cannot answer its sender; the refusal is logged (the update reports it).
-      log.warn('decision refused', { decision, refusal: (err as Error).message });
-    }
-  };
-  const validate = (decision: Decision['decision']) => (d: DecisionInput | undefined) => {
-    const refusal = refusalOf(decision, d);
-    if (refusal) throw new Error(refusal);
-  };
-  setHandler(approveSignal, signalled('APPROVE'));
-  setHandler(rejectSignal, signalled('REJECT'));
-  setHandler(approveUpdate, (d) => decide('APPROVE', d), { validator: validate('APPROVE') });
-  setHandler(rejectUpdate, (d) => decide('REJECT', d), { validator: validate('REJECT') });
+  acceptDecisions({
+    gate,
+    deadline,
+    subject: () => subject,
+    notReady: () => `the import is still preparing the keys (${step})`,
+  });
   setHandler(statusQuery, status);
 
   const run = async <T>(what: string, call: () => Promise<T>): Promise<T> => {
@@ -260,9 +212,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
     subject = subjectOf(plan, key, target);
     step = 'AWAITING_APPROVAL';
-    const remainingMs = deadline.getTime() - Date.now();
-    const decided = remainingMs > 0 && (await condition(() => gate.state !== 'PENDING', remainingMs, { summary: 'approval deadline' }));
-    if (!decided) gate.expire();
+    await awaitDecision(gate, deadline);
     decidedAt = new Date().toISOString();
     if (gate.state !== 'APPROVED') {
       step = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';

@@ -137,7 +137,7 @@ describe('byok on the real stack', () => {
     assert.equal(result.outcome, 'IMPORTED');
     const late = await byok('approve', workflowId, '--as', 'bob');
     assert.equal(late.code, 3);
-    assert.match(late.stderr, /import "import-it-known" has already ended \(COMPLETED\)/);
+    assert.match(late.stderr, /workflow "import-it-known" has already ended \(COMPLETED\)/);
     assert.equal(result.hsmKey.label, KNOWN_LABEL);
     assert.equal(result.hsmKey.kcv, nodeKcv(KNOWN_KEY));
     assert.deepEqual(result.approvals.map((a) => a.approver), ['alice', 'carol']);

@@ -7,7 +7,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import '../quiet-runtime';
 import { tools } from '../../scripts/paths';
-import { approveSignal, approveUpdate, importKey, rejectUpdate, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
+import { approveSignal, approveUpdate, rejectUpdate } from '../../workflows/decisions';
+import { importKey, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
 import { fakes, tokenExpired, tokenInvalid, type Fakes } from './fakes';
 
@@ -91,7 +92,7 @@ describe('importKey workflow', () => {
     await withWorkers(f, async () => {
       const h = await awaitingApproval(request());
       const afterFirst = await approve(h, 'alice');
-      assert.equal(afterFirst.step, 'AWAITING_APPROVAL');
+      assert.equal(afterFirst.state, 'PENDING');
       assert.equal(afterFirst.approvalsNeeded, 1);
       assert.equal(f.calls.importKeyMaterial, undefined, 'nothing imported before the quorum');
       await approve(h, 'carol');

@@ -1,0 +1,106 @@
+// Approve/reject messages and the wait for a quorum, shared by every workflow that needs approvers
+// (import, rotation, revoke). The rules live in ApprovalGate; this module feeds it messages.
+import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, setHandler } from '@temporalio/workflow';
+import { ApprovalGate, type ApprovalSubject, type Decision, type GateState } from './approval';
+import { ErrorType } from './errors';
+
+export interface DecisionInput {
+  approver: string;
+  comment?: string;
+}
+
+/** Where a request stands for its approvers: what `byok approve` needs, whatever the workflow. */
+export interface ApprovalView {
+  state: GateState;
+  /** Decisions are accepted now (the subject is known and the request is pending). */
+  decidable: boolean;
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  approvalsNeeded: number;
+  approvals: Decision[];
+  rejection?: Decision;
+  deadline: string;
+  subject?: ApprovalSubject;
+}
+
+export const approveSignal = defineSignal<[DecisionInput]>('approve');
+export const rejectSignal = defineSignal<[DecisionInput]>('reject');
+/** Same decisions as the signals, but the caller learns at once whether it counted. */
+export const approveUpdate = defineUpdate<ApprovalView, [DecisionInput]>('approve');
+export const rejectUpdate = defineUpdate<ApprovalView, [DecisionInput]>('reject');
+export const approvalQuery = defineQuery<ApprovalView>('approval');
+
+const MAX_APPROVER = 64;
+const MAX_COMMENT = 1000;
+
+export interface DecisionsOptions {
+  gate: ApprovalGate;
+  deadline: Date;
+  /** What a decision is bound to; undefined while it is still being prepared. */
+  subject: () => ApprovalSubject | undefined;
+  /** Why nothing can be decided yet, e.g. the step the workflow is in. */
+  notReady: () => string;
+}
+
+/** Installs the approve/reject signals and updates and the approval query. */
+export function acceptDecisions({ gate, deadline, subject, notReady }: DecisionsOptions): void {
+  const view = (): ApprovalView => ({
+    state: gate.state,
+    decidable: gate.state === 'PENDING' && subject() !== undefined,
+    requester: gate.policy.requester,
+    approvers: gate.policy.approvers,
+    requiredApprovals: gate.policy.required,
+    approvalsNeeded: gate.remaining,
+    approvals: gate.approvals,
+    rejection: gate.rejection,
+    deadline: deadline.toISOString(),
+    subject: subject(),
+  });
+
+  // Signals carry whatever the sender sent: check the shape before the gate's rules.
+  const refusalOf = (decision: Decision['decision'], d: DecisionInput | undefined): string | undefined => {
+    if (typeof d?.approver !== 'string' || d.approver.length > MAX_APPROVER) {
+      return `approver must be an id of at most ${MAX_APPROVER} characters`;
+    }
+    if (d.comment !== undefined && (typeof d.comment !== 'string' || d.comment.length > MAX_COMMENT)) {
+      return `comment must be a string of at most ${MAX_COMMENT} characters`;
+    }
+    // A decision binds to what it is about, so that must be known first.
+    if (!subject()) return `nothing to decide yet: ${notReady()}`;
+    return gate.refusal(d.approver, decision);
+  };
+  // Synchronous on purpose: recording before the next message's validator runs means two
+  // decisions racing in one workflow task cannot both be accepted.
+  const decide = (decision: Decision['decision'], d: DecisionInput | undefined): ApprovalView => {
+    const refusal = refusalOf(decision, d);
+    if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
+    gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject()! });
+    return view();
+  };
+  const signalled = (decision: Decision['decision']) => (d: DecisionInput) => {
+    try {
+      decide(decision, d);
+    } catch (err) {
+      // A signal cannot answer its sender; the refusal is logged (the update reports it).
+      log.warn('decision refused', { decision, refusal: (err as Error).message });
+    }
+  };
+  const validate = (decision: Decision['decision']) => (d: DecisionInput | undefined) => {
+    const refusal = refusalOf(decision, d);
+    if (refusal) throw new Error(refusal);
+  };
+  setHandler(approveSignal, signalled('APPROVE'));
+  setHandler(rejectSignal, signalled('REJECT'));
+  setHandler(approveUpdate, (d) => decide('APPROVE', d), { validator: validate('APPROVE') });
+  setHandler(rejectUpdate, (d) => decide('REJECT', d), { validator: validate('REJECT') });
+  setHandler(approvalQuery, view);
+}
+
+/** Waits until the gate is decided or the deadline passes (then it expires); returns its state. */
+export async function awaitDecision(gate: ApprovalGate, deadline: Date): Promise<Exclude<GateState, 'PENDING'>> {
+  const remainingMs = deadline.getTime() - Date.now();
+  const decided = remainingMs > 0 && (await condition(() => gate.state !== 'PENDING', remainingMs, { summary: 'approval deadline' }));
+  if (!decided) gate.expire();
+  return gate.state as Exclude<GateState, 'PENDING'>;
+}
