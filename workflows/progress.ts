@@ -2,7 +2,7 @@
 // attributes (for `byok list`, `byok pending` and the UI's list), the UI's current details, and
 // the workflow metrics. Shared by every operation; commands only when something changed.
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
-import { metricMeter, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { metricMeter, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import {
   ByokAlias,
   ByokApprovalDeadline,
@@ -13,6 +13,7 @@ import {
   ByokRequester,
   ByokState,
   ByokTokenValidTo,
+  SEARCH_ATTRIBUTES,
   type Operation,
   type OperationState,
 } from './search-attributes';
@@ -51,7 +52,8 @@ export function progressReporter(operation: Operation, { searchAttributes }: { s
     tokenRefreshes: meter.createCounter('byok_token_refreshes', '1', 'import tokens replaced (expired or refused)'),
     approvalWait: meter.createHistogram('byok_approval_wait', 'int', 'ms', 'time from awaiting approval to the decision or deadline'),
   };
-  const published = new Map<string, unknown>();
+  // What is set already, e.g. by the client at start: unchanged values are not upserted again.
+  const published = new Map<string, unknown>(SEARCH_ATTRIBUTES.map((key) => [key.name, workflowInfo().typedSearchAttributes.get(key)]));
   let last: OperationProgress | undefined;
   let awaitingSince: number | undefined;
 
