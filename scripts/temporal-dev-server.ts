@@ -1,7 +1,7 @@
 // The Temporal dev server (`temporal server start-dev`, CLI 1.5.1): one process with the
 // frontend, the other services, SQLite persistence and the Web UI.
 import type { Connection } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { encodeSearchAttributeIndexedValueType, type SearchAttributeKey, type SearchAttributeType } from '@temporalio/common/lib/search-attributes';
 import { CLI_TYPE_NAMES, SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { tools } from './paths';
 
@@ -55,9 +55,11 @@ export async function registerSearchAttributes(connection: Connection, namespace
   const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
   const missing = SEARCH_ATTRIBUTES.filter((key) => !Object.hasOwn(customAttributes ?? {}, key.name));
   if (missing.length === 0) return [];
-  await connection.operatorService.addSearchAttributes({
-    namespace,
-    searchAttributes: Object.fromEntries(missing.map((key) => [key.name, encodeSearchAttributeIndexedValueType(key.type)!])),
-  });
+  await connection.operatorService.addSearchAttributes({ namespace, searchAttributes: indexedValueTypes(missing) });
   return missing.map((key) => key.name);
+}
+
+/** The addSearchAttributes request body for `keys` (the time-skipping test server takes it too, but cannot list). */
+export function indexedValueTypes(keys: readonly SearchAttributeKey<SearchAttributeType>[] = SEARCH_ATTRIBUTES) {
+  return Object.fromEntries(keys.map((key) => [key.name, encodeSearchAttributeIndexedValueType(key.type)!]));
 }
