@@ -30,6 +30,8 @@ export interface StackOptions {
   pin: string;
   soPin: string;
   worker: boolean;
+  /** Where the worker serves Prometheus metrics (GET /metrics); undefined: none. */
+  metricsPort?: number;
 }
 
 export interface StackInfo {
@@ -41,6 +43,8 @@ export interface StackInfo {
   tokenLabel: string;
   softhsmConf: string;
   logsDir: string;
+  /** The worker's Prometheus endpoint, if the stack has one. */
+  metricsUrl?: string;
   /** What a worker or CLI process needs to talk to this stack (no secrets: the PIN is in a file). */
   env: Record<string, string>;
 }
@@ -75,6 +79,7 @@ export function stackOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Stack
     pin: env.BYOK_DEMO_PIN || '1234',
     soPin: env.BYOK_DEMO_SO_PIN || '12345678',
     worker: true,
+    metricsPort: env.BYOK_METRICS_PORT ? portFrom(env, 'BYOK_METRICS_PORT', 0) : undefined,
   };
 }
 
@@ -114,6 +119,7 @@ function stackInfo(opts: StackOptions): StackInfo {
     tokenLabel: opts.tokenLabel,
     softhsmConf: l.softhsmConf,
     logsDir: l.logs,
+    metricsUrl: opts.metricsPort ? `http://${HOST}:${opts.metricsPort}/metrics` : undefined,
     env: {
       TEMPORAL_ADDRESS: temporalAddress,
       TEMPORAL_NAMESPACE: opts.namespace,
@@ -338,17 +344,22 @@ function localKmsLaunch(opts: StackOptions): Launch {
   return { name: 'local-kms', command, args, env: { ...process.env, ...env } };
 }
 
-function workerLaunch(info: StackInfo): Launch {
+function workerLaunch(opts: StackOptions, info: StackInfo): Launch {
   // The caller's Temporal, PKCS#11 and AWS settings (an API key, a PIN, a profile) would point
   // the worker elsewhere or clash with the stack's own: the worker gets only the stack's.
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_)/.test(key)),
+    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_|BYOK_METRICS_|BYOK_LOG_)/.test(key)),
   );
   return {
     name: 'worker',
     command: process.execPath,
     args: [path.join(projectRoot, 'dist', 'worker', 'main.js')],
-    env: { ...inherited, ...info.env, BYOK_WORKER_QUEUES: 'hsm,kms' },
+    env: {
+      ...inherited,
+      ...info.env,
+      BYOK_WORKER_QUEUES: 'hsm,kms',
+      ...(opts.metricsPort ? { BYOK_METRICS_ADDRESS: `${HOST}:${opts.metricsPort}` } : {}),
+    },
   };
 }
 
@@ -392,7 +403,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
   await writePinFile(l.pinFile, opts.pin);
 
   if (opts.worker) {
-    const spec = workerLaunch(info);
+    const spec = workerLaunch(opts, info);
     if (!existsSync(spec.args[0])) throw new Error(`worker: ${spec.args[0]} is missing; run: npm run build`);
     await ensureRunning(
       opts,
@@ -408,7 +419,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
 
 /** The processes up may have started, in the order down stops them (the worker first). */
 function launches(opts: StackOptions): Launch[] {
-  return [workerLaunch(stackInfo(opts)), localKmsLaunch(opts), temporalLaunch(opts)];
+  return [workerLaunch(opts, stackInfo(opts)), localKmsLaunch(opts), temporalLaunch(opts)];
 }
 
 /** Stops the processes up started (SIGTERM to the group, SIGKILL after 10 s); keeps all data. */

@@ -61,7 +61,7 @@ export function installTelemetry(settings: TelemetrySettings): void {
 
 /**
  * Latency of every activity, as byok_hsm_call_latency or byok_kms_call_latency (ms, tagged with
- * the activity and its outcome): what the HSM and AWS KMS take, retries counted one by one.
+ * its outcome; the SDK adds activityType): what the HSM and AWS KMS take, retries counted one by one.
  */
 export const callLatency: ActivityInterceptorsFactory = (ctx: Context) => {
   const side = ctx.info.taskQueue === HSM_TASK_QUEUE ? 'hsm' : 'kms';
@@ -77,7 +77,7 @@ export const callLatency: ActivityInterceptorsFactory = (ctx: Context) => {
           outcome = 'error';
           throw err;
         } finally {
-          histogram.record(Math.round(performance.now() - started), { activity: ctx.info.activityType, outcome });
+          histogram.record(Math.round(performance.now() - started), { outcome });
         }
       },
     },
