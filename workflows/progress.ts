@@ -94,7 +94,7 @@ export function progressReporter(operation: Operation, { searchAttributes }: { s
   return {
     report(p) {
       if (searchAttributes) publish(p);
-      setCurrentDetails(currentDetails(operation, p));
+      setCurrentDetails(currentDetails(p));
       count(p);
       last = p;
     },
@@ -104,13 +104,14 @@ export function progressReporter(operation: Operation, { searchAttributes }: { s
 const comparable = (v: unknown) => JSON.stringify(v instanceof Date ? v.toISOString() : v);
 
 /** Markdown for the UI's "Current details" (the workflow metadata query); the UI shows about five lines. */
-export function currentDetails(operation: Operation, p: OperationProgress): string {
+export function currentDetails(p: OperationProgress): string {
   const lines = [`**${p.state}**: ${p.activity}`, ''];
   if (p.state === 'AWAITING_APPROVAL') {
     lines.push(`- ${p.approvalsNeeded} more approval(s) needed; may still decide: ${p.pendingApprovers.join(', ') || 'nobody'}`);
     if (p.approvalDeadline) lines.push(`- approval deadline ${p.approvalDeadline.toISOString()}`);
   }
   if (p.tokenValidTo) lines.push(`- import token valid to ${p.tokenValidTo.toISOString()}${p.tokenRefreshes ? ` (refreshed ${p.tokenRefreshes}x)` : ''}`);
-  lines.push(`- ${operation} of \`${p.alias}\`${p.kmsKeyId ? ` into KMS key \`${p.kmsKeyId}\`` : ''}, requested by ${p.requester}`);
+  // Alias, requester and approvers are in the static summary and details beside it.
+  if (p.kmsKeyId) lines.push(`- KMS key \`${p.kmsKeyId}\``);
   return lines.join('\n');
 }
