@@ -42,15 +42,16 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
-function jsonLine(entry: LogEntry): void {
+/** One log entry as one JSON line: time, level, message, then the entry's metadata. */
+export function jsonLogLine(entry: LogEntry): string {
   const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
   const meta: LogMetadata = entry.meta ?? {};
-  process.stderr.write(`${JSON.stringify({ time, level: entry.level, message: entry.message, ...meta }, jsonReplacer)}\n`);
+  return JSON.stringify({ time, level: entry.level, message: entry.message, ...meta }, jsonReplacer);
 }
 
 export function installTelemetry(settings: TelemetrySettings): void {
   Runtime.install({
-    logger: settings.logFormat === 'json' ? new DefaultLogger('INFO', jsonLine) : new DefaultLogger('INFO'),
+    logger: settings.logFormat === 'json' ? new DefaultLogger('INFO', (entry) => process.stderr.write(`${jsonLogLine(entry)}\n`)) : new DefaultLogger('INFO'),
     telemetryOptions: {
       // The Rust core's own logs go through the same logger, so JSON means all of them.
       logging: { forward: {}, filter: { core: 'WARN', other: 'INFO' } },

@@ -10,8 +10,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateKeyCommand, DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { Client, Connection } from '@temporalio/client';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import { canConnect, freePort } from '../../scripts/net';
 import { stackDown, stackStatus, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
 let opts: StackOptions;
 let info: StackInfo;
@@ -116,6 +118,20 @@ test('a second up reuses the running processes', async () => {
   assert.ok(before.temporal && before['local-kms'], JSON.stringify(before));
   await stackUp(opts);
   assert.deepEqual(await runningPids(), before);
+});
+
+test('up registers the BYOK search attributes, also in a database that lacks them', async () => {
+  const registered = () =>
+    withTemporal(async (_client, connection) => (await connection.operatorService.listSearchAttributes({ namespace: info.namespace })).customAttributes ?? {});
+  const expected = Object.fromEntries(SEARCH_ATTRIBUTES.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)]));
+  assert.deepEqual(await registered(), expected);
+  // As in a database created before the attributes existed, which --search-attribute leaves alone.
+  await withTemporal((_client, connection) =>
+    connection.operatorService.removeSearchAttributes({ namespace: info.namespace, searchAttributes: ['ByokState', 'ByokPendingApprovers'] }),
+  );
+  assert.ok(!('ByokState' in (await registered())));
+  await stackUp(opts);
+  assert.deepEqual(await registered(), expected);
 });
 
 test('down stops the processes it started and removes their pid files', async () => {
