@@ -103,7 +103,7 @@ export function progressReporter(operation: Operation, { searchAttributes }: { s
 
 const comparable = (v: unknown) => JSON.stringify(v instanceof Date ? v.toISOString() : v);
 
-/** Markdown for the UI's "Current details" (the workflow metadata query); the UI shows about five lines. */
+/** Markdown for the UI's "Current details" (the workflow metadata query); the UI's frame shows four lines. */
 export function currentDetails(p: OperationProgress): string {
   const lines = [`**${p.state}**: ${p.activity}`, ''];
   if (p.state === 'AWAITING_APPROVAL') {
@@ -112,6 +112,6 @@ export function currentDetails(p: OperationProgress): string {
   }
   if (p.tokenValidTo) lines.push(`- import token valid to ${p.tokenValidTo.toISOString()}${p.tokenRefreshes ? ` (refreshed ${p.tokenRefreshes}x)` : ''}`);
   // Alias, requester and approvers are in the static summary and details beside it.
-  if (p.kmsKeyId) lines.push(`- KMS key \`${p.kmsKeyId}\``);
+  if (p.kmsKeyId && p.state !== 'AWAITING_APPROVAL') lines.push(`- KMS key \`${p.kmsKeyId}\``);
   return lines.join('\n');
 }

@@ -97,7 +97,6 @@ describe('current details', () => {
         '- 1 more approval(s) needed; may still decide: bob, carol',
         '- approval deadline 2026-12-06T12:00:00.000Z',
         '- import token valid to 2026-12-04T12:00:00.000Z (refreshed 1x)',
-        '- KMS key `key-1`',
       ].join('\n'),
     );
   });
