@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { CreateKeyCommand, DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { Client, Connection } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { runByok } from '../byok-cli';
 import { canConnect, freePort } from '../../scripts/net';
 import { stackDown, stackStatus, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
@@ -130,6 +131,10 @@ test('up registers the BYOK search attributes, also in a database that lacks the
     connection.operatorService.removeSearchAttributes({ namespace: info.namespace, searchAttributes: ['ByokState', 'ByokPendingApprovers'] }),
   );
   assert.ok(!('ByokState' in (await registered())));
+  // Then an import is refused at start, not left with failing workflow tasks.
+  const refused = await runByok(['import', '--alias', 'no-attributes', '--approvers', 'alice', '--requester', 'rita'], info.env);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /no mapping defined for search attribute ByokState: register the BYOK search attributes first/);
   await stackUp(opts);
   assert.deepEqual(await registered(), expected);
 });
