@@ -50,8 +50,15 @@ export function jsonLogLine(entry: LogEntry): string {
 }
 
 export function installTelemetry(settings: TelemetrySettings): void {
+  const json = settings.logFormat === 'json';
+  const logger = json ? new DefaultLogger('INFO', (entry) => process.stderr.write(`${jsonLogLine(entry)}\n`)) : new DefaultLogger('INFO');
+  if (json) {
+    // Node prints process warnings (such as the AWS SDK's Node version notice) as plain text.
+    process.removeAllListeners('warning');
+    process.on('warning', (w) => logger.warn(w.message, { warning: w.name }));
+  }
   Runtime.install({
-    logger: settings.logFormat === 'json' ? new DefaultLogger('INFO', (entry) => process.stderr.write(`${jsonLogLine(entry)}\n`)) : new DefaultLogger('INFO'),
+    logger,
     telemetryOptions: {
       // The Rust core's own logs go through the same logger, so JSON means all of them.
       logging: { forward: {}, filter: { core: 'WARN', other: 'INFO' } },

@@ -181,4 +181,24 @@ describe('byok list, pending, watch and the metrics endpoint on the real stack',
     assert.ok(sample(now, 'temporal_workflow_completed') >= 2, 'the Temporal runtime exports its own metrics too');
     assert.ok(!now.includes(PIN), 'no PIN in the metrics');
   });
+
+  // Last: a second worker on the queue must not take tasks of a running import.
+  it('a worker started with --log-format json writes only JSON lines, the SDK and Node warnings included', async () => {
+    const worker = spawn(process.execPath, [path.join(projectRoot, 'dist', 'worker', 'main.js'), '--queues', 'kms', '--log-format', 'json'], {
+      env: { ...process.env, ...info.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    worker.stderr.on('data', (b) => (err += b));
+    const exited = new Promise<number>((resolve) => worker.once('exit', (code) => resolve(code ?? -1)));
+    await eventually('the worker started', async () => err, (e) => e.includes('byok worker started'), 60_000);
+    worker.kill('SIGTERM');
+    assert.equal(await exited, 0, err);
+    const lines = err.trim().split('\n').map((l) => JSON.parse(l) as { time: string; level: string; message: string });
+    const started = lines.find((l) => l.message === 'byok worker started') as unknown as Record<string, unknown>;
+    assert.equal(started.level, 'INFO');
+    assert.deepEqual(started.queues, ['byok-kms']);
+    assert.ok(lines.every((l) => !Number.isNaN(Date.parse(l.time)) && l.level && l.message));
+    assert.ok(!err.includes(PIN));
+  });
 });
