@@ -4,10 +4,11 @@ import { codecCommands } from './codec-commands';
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
+import { opsCommands } from './ops-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands, ...codecCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...opsCommands, ...stackCommands, ...codecCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 

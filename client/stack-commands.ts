@@ -11,7 +11,8 @@ const STACK_USAGE = `usage: byok stack up|down|status
   status   show each component
 
 Environment: BYOK_STACK_DIR (default .byok), BYOK_TEMPORAL_PORT (7233), BYOK_UI_PORT (8233),
-BYOK_KMS_PORT (4599), BYOK_CODEC_PORT (8081), BYOK_TOKEN_LABEL (byok-demo), BYOK_DEMO_PIN / BYOK_DEMO_SO_PIN (demo token only).`;
+BYOK_KMS_PORT (4599), BYOK_CODEC_PORT (8081), BYOK_METRICS_PORT (worker's Prometheus endpoint; default none),
+BYOK_TOKEN_LABEL (byok-demo), BYOK_DEMO_PIN / BYOK_DEMO_SO_PIN (demo token only).`;
 
 async function stackCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, {});
@@ -26,6 +27,7 @@ async function stackCommand(args: string[]): Promise<number> {
       console.log(`  local-kms ${info.kmsEndpoint}`);
       console.log(`  SoftHSM2  token "${info.tokenLabel}" (${info.softhsmConf})`);
       if (info.codecServerUrl) console.log(`  codec     ${info.codecServerUrl} (payloads encrypted; key file ${info.env.BYOK_CODEC_KEY_FILE})`);
+      if (info.metricsUrl) console.log(`  metrics   ${info.metricsUrl}`);
       console.log(`  logs      ${info.logsDir}`);
       return Exit.OK;
     }

@@ -23,7 +23,7 @@ import { LOCAL_KMS_REGION, localKmsCommand } from './local-kms';
 import { canConnect } from './net';
 import { projectRoot, tools } from './paths';
 import { initSoftHsmToken, tokenExists } from './softhsm';
-import { temporalDevServerCommand } from './temporal-dev-server';
+import { registerSearchAttributes, temporalDevServerCommand } from './temporal-dev-server';
 
 export interface StackOptions {
   dir: string;
@@ -37,6 +37,8 @@ export interface StackOptions {
   worker: boolean;
   /** Encrypt payloads (codec keys in <dir>/codec) and serve the codec to the Web UI on this port; absent: payloads in clear. */
   codec?: { port: number };
+  /** Where the worker serves Prometheus metrics (GET /metrics); undefined: none. */
+  metricsPort?: number;
 }
 
 export interface StackInfo {
@@ -50,6 +52,8 @@ export interface StackInfo {
   logsDir: string;
   /** The codec server the Web UI decrypts payloads through, when the codec is on. */
   codecServerUrl?: string;
+  /** The worker's Prometheus endpoint, if the stack has one. */
+  metricsUrl?: string;
   /** What a worker or CLI process needs to talk to this stack (no secrets: the PIN is in a file). */
   env: Record<string, string>;
 }
@@ -85,6 +89,7 @@ export function stackOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Stack
     pin: env.BYOK_DEMO_PIN || '1234',
     soPin: env.BYOK_DEMO_SO_PIN || '12345678',
     worker: true,
+    metricsPort: env.BYOK_METRICS_PORT ? portFrom(env, 'BYOK_METRICS_PORT', 0) : undefined,
   };
 }
 
@@ -127,6 +132,7 @@ function stackInfo(opts: StackOptions): StackInfo {
     softhsmConf: l.softhsmConf,
     logsDir: l.logs,
     codecServerUrl,
+    metricsUrl: opts.metricsPort ? `http://${HOST}:${opts.metricsPort}/metrics` : undefined,
     env: {
       TEMPORAL_ADDRESS: temporalAddress,
       TEMPORAL_NAMESPACE: opts.namespace,
@@ -359,17 +365,21 @@ function localKmsLaunch(opts: StackOptions): Launch {
  */
 function stackEnv(info: StackInfo): NodeJS.ProcessEnv {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_|BYOK_CODEC_)/.test(key)),
+    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_|BYOK_CODEC_|BYOK_METRICS_|BYOK_LOG_)/.test(key)),
   );
   return { ...inherited, ...info.env };
 }
 
-function workerLaunch(info: StackInfo): Launch {
+function workerLaunch(opts: StackOptions, info: StackInfo): Launch {
   return {
     name: 'worker',
     command: process.execPath,
     args: [path.join(projectRoot, 'dist', 'worker', 'main.js')],
-    env: { ...stackEnv(info), BYOK_WORKER_QUEUES: 'hsm,kms' },
+    env: {
+      ...stackEnv(info),
+      BYOK_WORKER_QUEUES: 'hsm,kms',
+      ...(opts.metricsPort ? { BYOK_METRICS_ADDRESS: `${HOST}:${opts.metricsPort}` } : {}),
+    },
   };
 }
 
@@ -419,6 +429,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
     `no namespace "${opts.namespace}" at ${info.temporalAddress}`,
     SERVER_READY_MS,
   );
+  await withConnection(info.temporalAddress, (c) => registerSearchAttributes(c, opts.namespace));
   await ensureRunning(
     opts,
     localKmsLaunch(opts),
@@ -443,7 +454,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
     );
   }
   if (opts.worker) {
-    const spec = workerLaunch(info);
+    const spec = workerLaunch(opts, info);
     if (!existsSync(spec.args[0])) throw new Error(`worker: ${spec.args[0]} is missing; run: npm run build`);
     await ensureRunning(
       opts,
@@ -461,7 +472,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
 function launches(opts: StackOptions): Launch[] {
   const info = stackInfo(opts);
   const codec = opts.codec ? [codecServerLaunch(opts, info, opts.codec)] : [];
-  return [workerLaunch(info), ...codec, localKmsLaunch(opts), temporalLaunch(opts)];
+  return [workerLaunch(opts, info), ...codec, localKmsLaunch(opts), temporalLaunch(opts)];
 }
 
 /** Stops the processes up started (SIGTERM to the group, SIGKILL after 10 s); keeps all data. */

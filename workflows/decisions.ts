@@ -41,10 +41,12 @@ export interface DecisionsOptions {
   subject: () => ApprovalSubject | undefined;
   /** Why nothing can be decided yet, e.g. the step the workflow is in. */
   notReady: () => string;
+  /** Called after each decision that counted, e.g. to publish the approvals still needed. */
+  onDecided?: () => void;
 }
 
 /** Installs the approve/reject signals and updates and the approval query. */
-export function acceptDecisions({ gate, deadline, subject, notReady }: DecisionsOptions): void {
+export function acceptDecisions({ gate, deadline, subject, notReady, onDecided }: DecisionsOptions): void {
   const view = (): ApprovalView => ({
     state: gate.state,
     decidable: gate.state === 'PENDING' && subject() !== undefined,
@@ -76,6 +78,7 @@ export function acceptDecisions({ gate, deadline, subject, notReady }: Decisions
     const refusal = refusalOf(decision, d);
     if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
     gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject()! });
+    onDecided?.();
     return view();
   };
   const signalled = (decision: Decision['decision']) => (d: DecisionInput) => {

@@ -14,8 +14,11 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { codecKeysFromEnv } from '../../codec/keys';
 import { AesGcmPayloadCodec } from '../../codec/payload-codec';
 import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { runByok } from '../byok-cli';
 import { canConnect, freePort } from '../../scripts/net';
 import { stackDown, stackStatus, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
 let opts: StackOptions;
 let info: StackInfo;
@@ -148,6 +151,24 @@ test('a second up reuses the running processes', async () => {
   assert.ok(before.temporal && before['local-kms'], JSON.stringify(before));
   await stackUp(opts);
   assert.deepEqual(await runningPids(), before);
+});
+
+test('up registers the BYOK search attributes, also in a database that lacks them', async () => {
+  const registered = () =>
+    withTemporal(async (_client, connection) => (await connection.operatorService.listSearchAttributes({ namespace: info.namespace })).customAttributes ?? {});
+  const expected = Object.fromEntries(SEARCH_ATTRIBUTES.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)]));
+  assert.deepEqual(await registered(), expected);
+  // As in a database created before the attributes existed, which --search-attribute leaves alone.
+  await withTemporal((_client, connection) =>
+    connection.operatorService.removeSearchAttributes({ namespace: info.namespace, searchAttributes: ['ByokState', 'ByokPendingApprovers'] }),
+  );
+  assert.ok(!('ByokState' in (await registered())));
+  // Then an import is refused at start, not left with failing workflow tasks.
+  const refused = await runByok(['import', '--alias', 'no-attributes', '--approvers', 'alice', '--requester', 'rita'], info.env);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /no mapping defined for search attribute ByokState: register the BYOK search attributes first/);
+  await stackUp(opts);
+  assert.deepEqual(await registered(), expected);
 });
 
 test('down stops the processes it started and removes their pid files', async () => {
