@@ -8,7 +8,7 @@ import { createHsmActivities } from '../activities/hsm';
 import { createKmsActivities, kmsClient } from '../activities/kms';
 import { temporalSettings } from '../client/connection';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
-import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
+import { ConfigError, concurrencySettings, hsmSettings, kmsSettings, parseQueues } from './config';
 
 const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL]
 
@@ -20,7 +20,17 @@ Environment:
   PKCS11_MODULE                    PKCS#11 library (default /usr/lib/softhsm/libsofthsm2.so)
   PKCS11_TOKEN_LABEL               token holding the keys
   PKCS11_PIN | PKCS11_PIN_FILE     user PIN, or a file (mode 600) holding it
-  AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain`;
+  AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain
+
+Concurrency (per worker process unless said otherwise):
+  BYOK_KMS_ACTIVITY_CONCURRENCY    KMS activities run at once (default 100)
+  BYOK_KMS_ACTIVITIES_PER_SECOND   KMS activities the server starts per second, for the whole
+                                   byok-kms queue: keeps a fleet under the AWS KMS request quotas
+                                   (one activity makes 1 to 3 KMS requests; default no limit)
+  BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); PKCS#11 calls are
+                                   synchronous and run one at a time per process on one HSM
+                                   session: scale the HSM side with more hsm worker processes
+  BYOK_WORKFLOW_TASK_CONCURRENCY   workflow tasks run at once (default 40)`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -35,6 +45,7 @@ async function main(): Promise<void> {
   const temporal = temporalSettings();
   const hsmConfig = queues.includes('hsm') ? hsmSettings(process.env) : undefined;
   const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
+  const concurrency = concurrencySettings(process.env);
 
   const log = Runtime.instance().logger;
   const connection = await NativeConnection.connect({ address: temporal.address, tls: temporal.tls, apiKey: temporal.apiKey });
@@ -49,12 +60,21 @@ async function main(): Promise<void> {
           taskQueue: KMS_TASK_QUEUE,
           workflowsPath: require.resolve('../workflows'),
           activities: createKmsActivities(kmsClient(kmsConfig)),
+          maxConcurrentActivityTaskExecutions: concurrency.kmsActivities,
+          maxTaskQueueActivitiesPerSecond: concurrency.kmsActivitiesPerSecond,
+          maxConcurrentWorkflowTaskExecutions: concurrency.workflowTasks,
         }),
       );
     }
     if (hsm) {
       workers.push(
-        await Worker.create({ connection, namespace: temporal.namespace, taskQueue: HSM_TASK_QUEUE, activities: hsm.activities }),
+        await Worker.create({
+          connection,
+          namespace: temporal.namespace,
+          taskQueue: HSM_TASK_QUEUE,
+          activities: hsm.activities,
+          maxConcurrentActivityTaskExecutions: concurrency.hsmActivities,
+        }),
       );
     }
     log.info('byok worker started', {
@@ -65,6 +85,7 @@ async function main(): Promise<void> {
       tokenLabel: hsmConfig?.tokenLabel,
       kmsRegion: kmsConfig?.region,
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
+      concurrency,
     });
     const runs = workers.map((w) => w.run());
     try {
