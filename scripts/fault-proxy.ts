@@ -73,6 +73,7 @@ export class FaultProxy {
   private rates: FaultRates;
   private readonly random: () => number;
   private readonly holds: Hold[] = [];
+  private readonly forced: Array<{ operation: string; kind: Exclude<FaultKind, 'latency'> }> = [];
   private readonly upstream: URL;
 
   private constructor(
@@ -125,6 +126,11 @@ export class FaultProxy {
     return { arrived, release };
   }
 
+  /** The next request of `operation` gets this fault, whatever the rates. */
+  failNext(operation: string, kind: Exclude<FaultKind, 'latency'>): void {
+    this.forced.push({ operation, kind });
+  }
+
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -157,26 +163,15 @@ export class FaultProxy {
     const [fault, side, slow] = [this.random(), this.random(), this.random()];
     const r = this.rates;
     const eligible = !r.operations || r.operations.includes(operation);
-    const throttle = r.throttle ?? 0;
-    const serverError = throttle + (r.serverError ?? 0);
-    const reset = serverError + (r.reset ?? 0);
     if (eligible && slow < (r.latency ?? 0)) {
       this.injected.latency++;
       await new Promise((resolve) => setTimeout(resolve, r.latencyMs ?? 100));
     }
-    if (eligible && fault < throttle) {
-      this.injected.throttle++;
-      return this.answer(res, 400, 'ThrottlingException', 'Rate exceeded (fault proxy)');
-    }
-    if (eligible && fault < serverError) {
-      this.injected.serverError++;
-      return this.answer(res, 500, 'KMSInternalException', 'internal error (fault proxy)');
-    }
-    const resetNow = eligible && fault < reset;
-    if (resetNow && side < 0.5) {
-      this.injected.resetBefore++;
-      return void req.socket.resetAndDestroy();
-    }
+    const kind = this.takeForced(operation) ?? (eligible ? this.draw(fault, side) : undefined);
+    if (kind) this.injected[kind]++;
+    if (kind === 'throttle') return this.answer(res, 400, 'ThrottlingException', 'Rate exceeded (fault proxy)');
+    if (kind === 'serverError') return this.answer(res, 500, 'KMSInternalException', 'internal error (fault proxy)');
+    if (kind === 'resetBefore') return void req.socket.resetAndDestroy();
 
     let upstream: { status: number; headers: http.IncomingHttpHeaders; body: Buffer };
     try {
@@ -185,13 +180,26 @@ export class FaultProxy {
       // local-kms is down: the caller sees what it would see without the proxy, a reset.
       return void req.socket.resetAndDestroy();
     }
-    if (resetNow) {
-      this.injected.resetAfter++;
-      return void req.socket.resetAndDestroy();
-    }
+    if (kind === 'resetAfter') return void req.socket.resetAndDestroy();
     if (!(await this.wait(this.takeHold(operation, 'response'), res))) return;
     res.writeHead(upstream.status, upstream.headers);
     res.end(upstream.body);
+  }
+
+  private takeForced(operation: string): Exclude<FaultKind, 'latency'> | undefined {
+    const i = this.forced.findIndex((f) => f.operation === operation);
+    return i < 0 ? undefined : this.forced.splice(i, 1)[0].kind;
+  }
+
+  private draw(fault: number, side: number): Exclude<FaultKind, 'latency'> | undefined {
+    const r = this.rates;
+    const throttle = r.throttle ?? 0;
+    const serverError = throttle + (r.serverError ?? 0);
+    const reset = serverError + (r.reset ?? 0);
+    if (fault < throttle) return 'throttle';
+    if (fault < serverError) return 'serverError';
+    if (fault < reset) return side < 0.5 ? 'resetBefore' : 'resetAfter';
+    return undefined;
   }
 
   private answer(res: http.ServerResponse, status: number, type: string, message: string): void {

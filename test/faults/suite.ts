@@ -25,7 +25,7 @@ import { WORKFLOW_TASK_QUEUE } from '../../workflows/model';
 const PIN = `f-${randomBytes(6).toString('hex')}`;
 /** PENDING_ACTIVITY_STATE_STARTED in temporal.api.enums.v1. */
 const ACTIVITY_STARTED = 2;
-const SCENARIOS = 10;
+const SCENARIOS = 11;
 // Above the longest recovery: an activity's heartbeat or start-to-close timeout (1 min) plus retries.
 const SCENARIO_TIMEOUT_MS = 180_000;
 
@@ -318,6 +318,17 @@ describe('fault suite', { concurrency: false }, () => {
       aliases.map((alias, i) => ({ alias, result: results[i] })),
       faultAt,
     );
+  });
+
+  it('connection reset after CreateKey reached KMS: the response is lost, the key exists', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
+    const proxy = fleet.proxy!;
+    const resets = proxy.injected.resetAfter;
+    proxy.failNext('CreateKey', 'resetAfter');
+    const handle = await startImport('reset-after-createkey');
+    const faultAt = Date.now();
+    const result = await approveAndWait(handle);
+    assert.equal(proxy.injected.resetAfter, resets + 1);
+    await settle('reset after CreateKey', '1 resetAfter (CreateKey)', [{ alias: 'reset-after-createkey', result }], faultAt);
   });
 
   it('HSM sessions closed under the worker in the middle of the wrap', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
