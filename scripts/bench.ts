@@ -4,7 +4,7 @@
 // KMS and HSM calls without Temporal, at the same concurrency. Each run starts on an empty
 // local-kms and an empty token. Prints medians over the repetitions.
 //
-//   npm run bench -- --n 1,50,200 --concurrency 1,4,16 --repeat 3
+//   npm run bench -- --n 1,50,200 --concurrency 1,4,16 --repeat 3 [--workers split|combined]
 import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,6 +21,7 @@ import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 const HSM_ACTIVITIES = new Set(['ensureHsmKey', 'wrapKey']);
+type Layout = 'split' | 'combined';
 
 /** CPU seconds used so far by each child process of this one, by command name (utime + stime). */
 function childCpuSeconds(): Record<string, number> {
@@ -128,9 +129,16 @@ async function decidable(fleet: Fleet, workflowId: string, runId: string): Promi
   }
 }
 
-async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: string, env: Record<string, string>): Promise<Run> {
+async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: string, env: Record<string, string>, layout: Layout): Promise<Run> {
   await fleet.freshState();
-  const worker = await fleet.startWorker({ name: `bench-${tag}`, env });
+  // split: the production layout, HSM calls (synchronous) cannot stall workflow tasks or KMS calls.
+  const workers =
+    layout === 'split'
+      ? await Promise.all([
+          fleet.startWorker({ name: `bench-${tag}-kms`, queues: 'kms', env }),
+          fleet.startWorker({ name: `bench-${tag}-hsm`, queues: 'hsm', env }),
+        ])
+      : [await fleet.startWorker({ name: `bench-${tag}`, env })];
   const cpuBefore = childCpuSeconds();
   const clientBefore = process.cpuUsage();
   const start = performance.now();
@@ -155,8 +163,8 @@ async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: st
   const cpu = cpuSince(cpuBefore, clientBefore);
   cpu.worker = cpu.node ?? 0;
   delete cpu.node;
-  const peakRssMiB = worker.peakRssMiB() ?? NaN;
-  await worker.stop();
+  const peakRssMiB = Math.max(...workers.map((w) => w.peakRssMiB() ?? NaN));
+  for (const w of workers) await w.stop();
   const hsmMs: number[] = [];
   const kmsMs: number[] = [];
   for (const { workflowId } of imports) {
@@ -241,8 +249,12 @@ async function main(): Promise<void> {
       repeat: { type: 'string', default: '1' },
       'kms-concurrency': { type: 'string' },
       'hsm-concurrency': { type: 'string' },
+      /** split: a kms and an hsm worker process; combined: one process serving both queues. */
+      workers: { type: 'string', default: 'split' },
     },
   });
+  const layout = values.workers as Layout;
+  if (layout !== 'split' && layout !== 'combined') throw new Error(`--workers: expected split or combined, got ${values.workers}`);
   const list = (v: string) => v.split(',').map((x) => Number(x.trim()));
   const ns = list(values.n);
   const cs = list(values.concurrency);
@@ -251,11 +263,12 @@ async function main(): Promise<void> {
   if (values['kms-concurrency']) env.BYOK_KMS_ACTIVITY_CONCURRENCY = values['kms-concurrency'];
   if (values['hsm-concurrency']) env.BYOK_HSM_ACTIVITY_CONCURRENCY = values['hsm-concurrency'];
 
+  const loadBefore = os.loadavg()[0].toFixed(2);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-bench-'));
   const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}` });
   const lines: string[] = [
     row(['N', 'concurrency', 'workflow wall s', 'direct wall s', 'ratio', 'workflow keys/s', 'direct keys/s',
-      'workflow p50 / p95 ms', 'direct p50 / p95 ms', 'worker peak RSS MiB', 'limited by (workflow)',
+      'workflow p50 / p95 ms', 'direct p50 / p95 ms', 'worker peak RSS MiB (largest process)', 'limited by (workflow)',
       'direct HSM / KMS ms per import', 'CPU s, workflow run', 'CPU s, direct run']),
     row(Array(14).fill('---')),
   ];
@@ -268,11 +281,11 @@ async function main(): Promise<void> {
           // Alternate the order, so neither mode always runs on a warmer machine.
           const tag = `${n}-${c}-${r}`;
           if (r % 2 === 0) {
-            wf.push(await workflowRun(fleet, n, c, `w${tag}`, env));
+            wf.push(await workflowRun(fleet, n, c, `w${tag}`, env, layout));
             direct.push(await directRun(fleet, n, c, `d${tag}`));
           } else {
             direct.push(await directRun(fleet, n, c, `d${tag}`));
-            wf.push(await workflowRun(fleet, n, c, `w${tag}`, env));
+            wf.push(await workflowRun(fleet, n, c, `w${tag}`, env, layout));
           }
         }
         const wWall = median(wf.map((x) => x.wallSeconds));
@@ -303,7 +316,7 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  console.log(`\nBenchmark: medians of ${repeat} run(s) per cell; ${os.cpus().length} CPUs, load average now ${load}\n`);
+  console.log(`\nBenchmark: ${layout} workers, medians of ${repeat} run(s) per cell; ${os.cpus().length} CPUs, load average (1 min) ${loadBefore} at the start, ${load} (1, 5, 15 min) at the end\n`);
   console.log(lines.join('\n'));
 }
 

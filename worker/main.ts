@@ -63,6 +63,9 @@ async function main(): Promise<void> {
           maxConcurrentActivityTaskExecutions: concurrency.kmsActivities,
           maxTaskQueueActivitiesPerSecond: concurrency.kmsActivitiesPerSecond,
           maxConcurrentWorkflowTaskExecutions: concurrency.workflowTasks,
+          // The SDK sends heartbeats at most every 0.8 x heartbeatTimeout (48 s for ensureKmsKey's
+          // 1 min): a server slow to take one by 12 s timed the scan out and started it again.
+          maxHeartbeatThrottleInterval: '10s',
         }),
       );
     }
