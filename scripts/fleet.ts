@@ -48,6 +48,16 @@ export async function until(what: string, timeoutMs: number, check: () => Promis
   }
 }
 
+// A test or benchmark that dies without close() must not leave servers or workers behind.
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+function track(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
 }
@@ -204,7 +214,7 @@ export class Fleet {
     this.temporal = spawn(command, args, { stdio: ['ignore', log, log], detached: true });
     closeSync(log);
     const child = this.temporal;
-    process.once('exit', () => child.kill('SIGKILL'));
+    track(child);
     await until('the Temporal dev server', READY_MS, async () => {
       if (child.exitCode !== null) throw new Error(`the Temporal dev server exited (${child.exitCode}); see ${this.opts.dir}/logs`);
       if (!(await canConnect('127.0.0.1', this.temporalPort))) return false;
@@ -260,7 +270,7 @@ export class Fleet {
       stdio: ['ignore', log, log],
     });
     closeSync(log);
-    process.once('exit', () => child.kill('SIGKILL'));
+    track(child);
     const worker = new WorkerProcess(child, name, logPath);
     this.workers.push(worker);
     const wanted: Array<[string, number]> = [];
