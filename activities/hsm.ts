@@ -86,6 +86,9 @@ const SESSION_LOST = new Set([
   // A call that died half-way can leave an operation open; a fresh session clears it.
   'CKR_OPERATION_ACTIVE',
 ]);
+// CK_STATE values of a session logged in as the user.
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
 const LOGIN_FAILED = new Set([
   'CKR_PIN_INCORRECT',
   'CKR_PIN_INVALID',
@@ -131,7 +134,7 @@ class HsmConnection {
   /** Runs `work` on the session; reopens once if the session was lost, then leaves it to Temporal's retries. */
   use<T>(work: (session: Session) => T): T {
     try {
-      return work((this.session ??= this.open()));
+      return work(this.loggedInSession());
     } catch (e) {
       if (!sessionLost(e)) throw e;
       this.dropSession();
@@ -156,6 +159,16 @@ class HsmConnection {
       ignoringErrors(() => module.finalize());
       module.close();
     }
+  }
+
+  /**
+   * The open session, if it is still logged in, else a new one. A session that lost its login
+   * (HSM restart, idle logout) still works but no longer sees private objects: a lookup would
+   * report the key missing, a non-retryable failure.
+   */
+  private loggedInSession(): Session {
+    if (this.session && !loggedIn(this.session)) this.dropSession();
+    return (this.session ??= this.open());
   }
 
   private dropSession(): void {
@@ -231,6 +244,17 @@ class HsmConnection {
   }
 }
 
+/** False when the session is gone or no longer logged in as the user. */
+function loggedIn(session: Session): boolean {
+  try {
+    const { state } = session.lib.C_GetSessionInfo(session.handle);
+    return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
+  } catch (e) {
+    if (sessionLost(e)) return false;
+    throw e;
+  }
+}
+
 interface HsmInfo {
   /** Token manufacturer and model plus library, for error messages. */
   name: string;
@@ -263,7 +287,10 @@ function ensureKey(session: Session, tokenLabel: string, { label, generate }: En
 }
 
 function findSecretKeys(session: Session, template: ITemplate): SecretKey[] {
-  return [...session.find({ class: ObjectClass.SECRET_KEY, ...template })].map((o) => o.toType<SecretKey>());
+  const keys = [...session.find({ class: ObjectClass.SECRET_KEY, ...template })].map((o) => o.toType<SecretKey>());
+  // Logged out under us, the session sees no private keys: a lost session, not a missing key.
+  if (keys.length === 0 && !loggedIn(session)) throw new Error('CKR_USER_NOT_LOGGED_IN');
+  return keys;
 }
 
 function ambiguous(count: number, what: string, tokenLabel: string): ApplicationFailure {

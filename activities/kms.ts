@@ -408,17 +408,34 @@ export function createKmsActivities(client: KMSClient) {
   }
 
   async function createRequestKey(input: EnsureKmsKeyInput): Promise<DescribedKey> {
-    const out = await call({ operation: 'CreateKey', alias: input.alias }, () =>
-      send(
-        new CreateKeyCommand({
-          Origin: 'EXTERNAL',
-          KeySpec: 'SYMMETRIC_DEFAULT',
-          KeyUsage: 'ENCRYPT_DECRYPT',
-          Description: input.description,
-          Tags: [{ TagKey: REQUEST_ID_TAG, TagValue: input.requestId }],
-        }),
-      ),
+    const command = new CreateKeyCommand({
+      Origin: 'EXTERNAL',
+      KeySpec: 'SYMMETRIC_DEFAULT',
+      KeyUsage: 'ENCRYPT_DECRYPT',
+      Description: input.description,
+      Tags: [{ TagKey: REQUEST_ID_TAG, TagValue: input.requestId }],
+    });
+    // One attempt only: after a lost response (connection reset, timeout) the SDK would send
+    // CreateKey again and make a second key. Temporal's retry looks for the tagged key first.
+    let firstFailure: unknown;
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        if (firstFailure !== undefined) {
+          const why = firstFailure instanceof Error ? `${firstFailure.name}: ${firstFailure.message}` : String(firstFailure);
+          throw Object.assign(new Error(`CreateKey failed and is not retried in place, since a retry could create a second key (${why})`), {
+            name: 'CreateKeyNotRetried',
+          });
+        }
+        try {
+          return await next(args);
+        } catch (err) {
+          firstFailure = err;
+          throw err;
+        }
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'byokCreateKeyOnce' },
     );
+    const out = await call({ operation: 'CreateKey', alias: input.alias }, () => send(command));
     return described(out.KeyMetadata, 'CreateKey');
   }
 

@@ -13,6 +13,39 @@ export interface KmsSettings {
 
 export class ConfigError extends Error {}
 
+/** How much work each queue takes on; the limits protect the HSM and the AWS KMS request quotas. */
+export interface ConcurrencySettings {
+  /** KMS activities one worker runs at once (BYOK_KMS_ACTIVITY_CONCURRENCY). */
+  kmsActivities: number;
+  /** HSM activities one worker runs at once (BYOK_HSM_ACTIVITY_CONCURRENCY). */
+  hsmActivities: number;
+  /** KMS activities the server hands out per second to all workers of the queue together (BYOK_KMS_ACTIVITIES_PER_SECOND). */
+  kmsActivitiesPerSecond?: number;
+  /** Workflow tasks one worker runs at once (BYOK_WORKFLOW_TASK_CONCURRENCY). */
+  workflowTasks: number;
+}
+
+// The SDK's default for activities; HSM calls are synchronous, so more than a few only queue up.
+const DEFAULT_CONCURRENCY: ConcurrencySettings = { kmsActivities: 100, hsmActivities: 8, workflowTasks: 40 };
+
+export function concurrencySettings(env: NodeJS.ProcessEnv): ConcurrencySettings {
+  const positive = (name: string, fallback: number | undefined, integer: boolean): number | undefined => {
+    const value = env[name];
+    if (value === undefined || value === '') return fallback;
+    const n = Number(value);
+    if (!(n > 0) || (integer && !Number.isInteger(n))) {
+      throw new ConfigError(`${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+  return {
+    kmsActivities: positive('BYOK_KMS_ACTIVITY_CONCURRENCY', DEFAULT_CONCURRENCY.kmsActivities, true)!,
+    hsmActivities: positive('BYOK_HSM_ACTIVITY_CONCURRENCY', DEFAULT_CONCURRENCY.hsmActivities, true)!,
+    kmsActivitiesPerSecond: positive('BYOK_KMS_ACTIVITIES_PER_SECOND', undefined, false),
+    workflowTasks: positive('BYOK_WORKFLOW_TASK_CONCURRENCY', DEFAULT_CONCURRENCY.workflowTasks, true)!,
+  };
+}
+
 export function parseQueues(value: string): Queue[] {
   const queues = value.split(',').map((q) => q.trim()).filter(Boolean);
   const wrong = queues.filter((q) => q !== 'hsm' && q !== 'kms');

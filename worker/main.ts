@@ -10,7 +10,7 @@ import { temporalSettings } from '../client/connection';
 import { dataConverterFromEnv } from '../codec/data-converter';
 import { CodecKeyError } from '../codec/keys';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
-import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
+import { ConfigError, concurrencySettings, hsmSettings, kmsSettings, parseQueues } from './config';
 import { callLatency, installTelemetry, telemetrySettings } from './telemetry';
 
 const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL] [--metrics-address IP:PORT] [--log-format human|json]
@@ -27,7 +27,18 @@ Environment:
   PKCS11_PIN | PKCS11_PIN_FILE     user PIN, or a file (mode 600) holding it
   BYOK_CODEC_KEYS | BYOK_CODEC_KEY_FILE
                                    payload codec keys, or a file (mode 600) holding them
-  AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain`;
+  AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain
+
+Concurrency (per worker process unless said otherwise):
+  BYOK_KMS_ACTIVITY_CONCURRENCY    KMS activities run at once (default 100)
+  BYOK_KMS_ACTIVITIES_PER_SECOND   KMS activities the server starts per second, for the whole
+                                   byok-kms queue: keeps a fleet under the AWS KMS request quotas
+                                   (most activities make 1 to 3 KMS requests, the account scan
+                                   of ensureKmsKey one per key; default no limit)
+  BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); PKCS#11 calls are
+                                   synchronous and run one at a time per process on one HSM
+                                   session: scale the HSM side with more hsm worker processes
+  BYOK_WORKFLOW_TASK_CONCURRENCY   workflow tasks run at once (default 40)`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -50,6 +61,7 @@ async function main(): Promise<void> {
   const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
   const dataConverter = dataConverterFromEnv();
   const telemetry = telemetrySettings(process.env, values);
+  const concurrency = concurrencySettings(process.env);
 
   installTelemetry(telemetry);
   const log = Runtime.instance().logger;
@@ -67,6 +79,12 @@ async function main(): Promise<void> {
           workflowsPath: require.resolve('../workflows'),
           activities: createKmsActivities(kmsClient(kmsConfig)),
           interceptors: { activity: [callLatency] },
+          maxConcurrentActivityTaskExecutions: concurrency.kmsActivities,
+          maxTaskQueueActivitiesPerSecond: concurrency.kmsActivitiesPerSecond,
+          maxConcurrentWorkflowTaskExecutions: concurrency.workflowTasks,
+          // The SDK sends heartbeats at most every 0.8 x heartbeatTimeout (48 s for ensureKmsKey's
+          // 1 min): a server slow to take one by 12 s timed the scan out and started it again.
+          maxHeartbeatThrottleInterval: '10s',
         }),
       );
     }
@@ -79,6 +97,7 @@ async function main(): Promise<void> {
           taskQueue: HSM_TASK_QUEUE,
           activities: hsm.activities,
           interceptors: { activity: [callLatency] },
+          maxConcurrentActivityTaskExecutions: concurrency.hsmActivities,
         }),
       );
     }
@@ -92,6 +111,7 @@ async function main(): Promise<void> {
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
       payloadCodec: dataConverter ? 'AES-256-GCM' : 'none (payloads in clear)',
       metrics: telemetry.metricsAddress ? `http://${telemetry.metricsAddress}/metrics` : 'off',
+      concurrency,
     });
     const runs = workers.map((w) => w.run());
     try {

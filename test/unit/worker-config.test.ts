@@ -3,7 +3,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError, hsmSettings, kmsSettings, parseQueues } from '../../worker/config';
+import { ConfigError, concurrencySettings, hsmSettings, kmsSettings, parseQueues } from '../../worker/config';
 
 describe('worker configuration', () => {
   let dir: string;
@@ -50,5 +50,20 @@ describe('worker configuration', () => {
     });
     assert.equal(kmsSettings({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_KMS: 'http://a' }, 'http://b').endpoint, 'http://b');
     assert.throws(() => kmsSettings({ AWS_REGION: 'us-east-1' }, 'localhost:4599'), /expected an http\(s\) URL/);
+  });
+
+  it('reads the concurrency knobs, with defaults, and names a wrong one', () => {
+    assert.deepEqual(concurrencySettings({}), { kmsActivities: 100, hsmActivities: 8, kmsActivitiesPerSecond: undefined, workflowTasks: 40 });
+    assert.deepEqual(
+      concurrencySettings({
+        BYOK_KMS_ACTIVITY_CONCURRENCY: '16',
+        BYOK_HSM_ACTIVITY_CONCURRENCY: '2',
+        BYOK_KMS_ACTIVITIES_PER_SECOND: '12.5',
+        BYOK_WORKFLOW_TASK_CONCURRENCY: '10',
+      }),
+      { kmsActivities: 16, hsmActivities: 2, kmsActivitiesPerSecond: 12.5, workflowTasks: 10 },
+    );
+    assert.throws(() => concurrencySettings({ BYOK_HSM_ACTIVITY_CONCURRENCY: '1.5' }), /BYOK_HSM_ACTIVITY_CONCURRENCY: expected a positive integer, got "1.5"/);
+    assert.throws(() => concurrencySettings({ BYOK_KMS_ACTIVITIES_PER_SECOND: '0' }), /BYOK_KMS_ACTIVITIES_PER_SECOND: expected a positive number/);
   });
 });
