@@ -7,13 +7,17 @@ import {
   CreateKeyCommand,
   DecryptCommand,
   DescribeKeyCommand,
+  DisableKeyCommand,
   EncryptCommand,
   GetParametersForImportCommand,
   ImportKeyMaterialCommand,
   KMSClient,
+  ListKeyRotationsCommand,
   ListKeysCommand,
   ListResourceTagsCommand,
+  RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
+  UpdateAliasCommand,
   type KeyMetadata,
   type ServiceInputTypes,
   type ServiceOutputTypes,
@@ -62,6 +66,16 @@ export interface ImportKeyMaterialInput {
   expirationModel: ExpirationModel;
   /** ISO-8601, whole seconds; required when expirationModel is KEY_MATERIAL_EXPIRES. */
   validTo?: string;
+  /**
+   * Native rotation: NEW_KEY_MATERIAL adds material to a key that has some, pending until
+   * RotateKeyOnDemand. Needs `keyMaterialDescription`, by which a retry finds what it imported.
+   */
+  importType?: 'NEW_KEY_MATERIAL';
+  keyMaterialDescription?: string;
+}
+export interface ImportedMaterial {
+  /** Returned by KMSs that keep several materials per key (AWS since 2025, LocalStack). */
+  keyMaterialId?: string;
 }
 export interface VerifyKeyInput {
   keyId: string;
@@ -75,6 +89,37 @@ export interface KeyVerification {
   validTo?: string;
   /** Encrypt then Decrypt of a random probe gave the probe back. */
   roundTrip: boolean;
+}
+
+export interface EnsureRequestKeyInput {
+  /** The workflow id: the key is tagged with it, so a retry finds it instead of creating another. */
+  requestId: string;
+  description: string;
+}
+export interface UpdateAliasInput {
+  alias: string;
+  keyId: string;
+}
+export interface KeyIdInput {
+  keyId: string;
+}
+export interface ScheduleKeyDeletionInput {
+  keyId: string;
+  /** 7 to 30 days, as KMS allows. */
+  pendingWindowInDays: number;
+}
+export interface KeyMaterial {
+  keyMaterialId: string;
+  description?: string;
+  /** CURRENT, NON_CURRENT, PENDING_ROTATION, ... */
+  state?: string;
+  importState?: string;
+  rotationDate?: string;
+}
+export interface RotateKeyOnDemandInput {
+  keyId: string;
+  /** The pending material that must become current. */
+  keyMaterialId: string;
 }
 
 /** Tag on every key this project creates; its value is the request (workflow) id. */
@@ -267,6 +312,12 @@ function validToInput(model: ExpirationModel, validTo: string | undefined): stri
   return wholeSecondsIso(ms);
 }
 
+/** local-kms answers calls it lacks with HTTP 501; AWS endpoints with UnknownOperationException. */
+function unsupportedOperation(err: unknown): boolean {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsErrorShape;
+  return e.$metadata?.httpStatusCode === 501 || /^UnknownOperation/.test(e.name ?? '');
+}
+
 function isPendingDeletion(key: DescribedKey): boolean {
   return key.KeyState === 'PendingDeletion' || key.KeyState === 'PendingReplicaDeletion';
 }
@@ -407,7 +458,7 @@ export function createKmsActivities(client: KMSClient) {
     return deleted;
   }
 
-  async function createRequestKey(input: EnsureKmsKeyInput): Promise<DescribedKey> {
+  async function createRequestKey(input: { description: string; requestId: string; alias?: string }): Promise<DescribedKey> {
     const out = await call({ operation: 'CreateKey', alias: input.alias }, () =>
       send(
         new CreateKeyCommand({
@@ -444,6 +495,37 @@ export function createKmsActivities(client: KMSClient) {
       log?.warn(note);
       return note;
     }
+  }
+
+  /** Every key material of the key (ListKeyRotations); NativeRotationUnsupported where the KMS lacks the call. */
+  async function listMaterials(keyId: string): Promise<KeyMaterial[]> {
+    const materials: KeyMaterial[] = [];
+    let marker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await send(new ListKeyRotationsCommand({ KeyId: keyId, IncludeKeyMaterial: 'ALL_KEY_MATERIAL', Marker: marker }));
+      } catch (err) {
+        throw unsupportedOperation(err)
+          ? ApplicationFailure.nonRetryable(
+              `ListKeyRotations on key ${keyId}: this KMS does not implement it (${errorName(err)}), so native rotation of imported material is not possible here; use the alias-swap strategy`,
+              ErrorType.NativeRotationUnsupported,
+            )
+          : await failure(err, { operation: 'ListKeyRotations', keyId });
+      }
+      for (const r of page.Rotations ?? []) {
+        if (!r.KeyMaterialId) continue;
+        materials.push({
+          keyMaterialId: r.KeyMaterialId,
+          description: r.KeyMaterialDescription,
+          state: r.KeyMaterialState,
+          importState: r.ImportState,
+          rotationDate: r.RotationDate?.toISOString(),
+        });
+      }
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return materials;
   }
 
   return {
@@ -509,11 +591,21 @@ export function createKmsActivities(client: KMSClient) {
       };
     },
 
-    async importKeyMaterial(input: ImportKeyMaterialInput): Promise<void> {
+    async importKeyMaterial(input: ImportKeyMaterialInput): Promise<ImportedMaterial> {
       const validTo = validToInput(input.expirationModel, input.validTo);
       const importToken = base64Input(input.importToken, 'importToken');
       const encryptedKeyMaterial = base64Input(input.encryptedKeyMaterial, 'encryptedKeyMaterial');
-      await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
+      if (input.importType !== undefined) {
+        if (input.importType !== 'NEW_KEY_MATERIAL') throw invalidInput('importType', `expected NEW_KEY_MATERIAL, got ${JSON.stringify(input.importType)}`);
+        const description = input.keyMaterialDescription;
+        if (!description || description.length > 256) {
+          throw invalidInput('keyMaterialDescription', 'expected 1 to 256 characters with importType NEW_KEY_MATERIAL');
+        }
+        // A retry after a successful attempt would add the material a second time: find it instead.
+        const earlier = (await listMaterials(input.keyId)).find((m) => m.description === description);
+        if (earlier) return { keyMaterialId: earlier.keyMaterialId };
+      }
+      const out = await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
         send(
           new ImportKeyMaterialCommand({
             KeyId: input.keyId,
@@ -522,9 +614,12 @@ export function createKmsActivities(client: KMSClient) {
             // Always sent: local-kms dereferences it unconditionally.
             ExpirationModel: input.expirationModel,
             ValidTo: validTo === undefined ? undefined : new Date(validTo),
+            ImportType: input.importType,
+            KeyMaterialDescription: input.keyMaterialDescription,
           }),
         ),
       );
+      return { keyMaterialId: out.KeyMaterialId };
     },
 
     /**
@@ -576,6 +671,87 @@ export function createKmsActivities(client: KMSClient) {
         validTo: actualValidTo,
         roundTrip: true,
       };
+    },
+
+    /**
+     * A new EXTERNAL key with no alias, for an alias swap: created once per request. Only a retry
+     * (attempt > 1) can follow an attempt that created one, so only a retry scans for the tag.
+     */
+    async ensureRequestKey(input: EnsureRequestKeyInput): Promise<KmsKeyRef> {
+      const { requestId } = input;
+      if (requestId.length === 0 || requestId.length > 256) {
+        throw invalidInput('requestId', `expected 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
+      }
+      const attempt = activityContext()?.info.attempt ?? 2;
+      const earlier = attempt > 1 ? await findRequestKey(requestId) : undefined;
+      if (earlier) return keyRef(checkImportTarget(earlier, `${REQUEST_ID_TAG}=${requestId}`), false);
+      return keyRef(await createRequestKey(input), true);
+    },
+
+    /** Points the alias at the key. Repeating it is harmless: KMS accepts the same target again. */
+    async updateAlias(input: UpdateAliasInput): Promise<void> {
+      if (!/^alias\/.+/.test(input.alias)) throw invalidInput('alias', `expected a name starting with "alias/", got ${JSON.stringify(input.alias)}`);
+      await call({ operation: 'UpdateAlias', alias: input.alias, keyId: input.keyId }, () =>
+        send(new UpdateAliasCommand({ AliasName: input.alias, TargetKeyId: input.keyId })),
+      );
+    },
+
+    /** Disables the key (it keeps its material and can be enabled again); a disabled key stays disabled. */
+    async disableKey(input: KeyIdInput): Promise<{ keyState: string }> {
+      await call({ operation: 'DisableKey', keyId: input.keyId }, () => send(new DisableKeyCommand({ KeyId: input.keyId })));
+      return { keyState: String((await describe(input.keyId)).KeyState) };
+    },
+
+    /** Schedules deletion; a key already pending deletion (an earlier attempt) reports its date. */
+    async scheduleKeyDeletion(input: ScheduleKeyDeletionInput): Promise<{ deletionDate: string }> {
+      const days = input.pendingWindowInDays;
+      if (!Number.isInteger(days) || days < 7 || days > 30) {
+        throw invalidInput('pendingWindowInDays', `expected a whole number from 7 to 30, got ${JSON.stringify(days)}`);
+      }
+      const key = await describe(input.keyId);
+      if (isPendingDeletion(key) && key.DeletionDate) return { deletionDate: key.DeletionDate.toISOString() };
+      const out = await call({ operation: 'ScheduleKeyDeletion', keyId: input.keyId }, () =>
+        send(new ScheduleKeyDeletionCommand({ KeyId: input.keyId, PendingWindowInDays: days })),
+      );
+      return { deletionDate: out.DeletionDate?.toISOString() ?? '' };
+    },
+
+    /** The key's materials; fails with NativeRotationUnsupported where the KMS has no ListKeyRotations. */
+    async listKeyMaterials(input: KeyIdInput): Promise<KeyMaterial[]> {
+      return listMaterials(input.keyId);
+    },
+
+    /**
+     * Makes the pending material current (RotateKeyOnDemand) and waits until ListKeyRotations says
+     * so. A retry finds the material already current, or the rotation still running.
+     */
+    async rotateKeyOnDemand(input: RotateKeyOnDemandInput): Promise<KeyMaterial> {
+      const mine = async () => {
+        const found = (await listMaterials(input.keyId)).find((m) => m.keyMaterialId === input.keyMaterialId);
+        if (!found) {
+          throw ApplicationFailure.nonRetryable(`key ${input.keyId} has no key material ${input.keyMaterialId}`, ErrorType.KmsRequestRejected);
+        }
+        return found;
+      };
+      let material = await mine();
+      if (material.state === 'CURRENT') return material;
+      try {
+        await send(new RotateKeyOnDemandCommand({ KeyId: input.keyId }));
+      } catch (err) {
+        if (unsupportedOperation(err)) {
+          throw ApplicationFailure.nonRetryable(`RotateKeyOnDemand on key ${input.keyId}: this KMS does not implement it`, ErrorType.NativeRotationUnsupported);
+        }
+        // An earlier attempt's rotation may be under way (ConflictException) or done: look before failing.
+        material = await mine();
+        if (material.state === 'CURRENT') return material;
+        if (errorName(err) !== 'ConflictException') throw await failure(err, { operation: 'RotateKeyOnDemand', keyId: input.keyId });
+      }
+      material = await mine();
+      if (material.state === 'CURRENT') return material;
+      throw ApplicationFailure.retryable(
+        `key ${input.keyId}: rotation to material ${input.keyMaterialId} requested, material is ${material.state}; will look again`,
+        'RotationInProgress',
+      );
     },
   };
 }

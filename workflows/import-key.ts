@@ -1,13 +1,15 @@
 // The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
 // import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
-import { ActivityFailure, ApplicationFailure, defineQuery, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { HsmActivities, HsmKeyRef } from '../activities/hsm';
-import type { ImportParameters, KeyVerification, KmsActivities, KmsKeyRef } from '../activities/kms';
+import { defineQuery, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { HsmKeyRef } from '../activities/hsm';
+import type { KeyVerification, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
-import { ErrorType } from './errors';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
-import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from './model';
+import { MaterialImport } from './material-import';
+import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
+import { ensureKmsKey, hsm, kms } from './proxies';
+import { runStep } from './step-failure';
 
 export type { ImportKeyInput } from './import-request';
 
@@ -64,30 +66,6 @@ export interface ImportKeyResult {
 // Approvals arrive as the shared approve/reject messages of ./decisions.
 export const statusQuery = defineQuery<ImportStatus>('status');
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
-const kms = proxyActivities<KmsActivities>({
-  taskQueue: KMS_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-// Finding the key a lost attempt created may scan every key of the account: long, so it heartbeats.
-const { ensureKmsKey } = proxyActivities<KmsActivities>({
-  taskQueue: KMS_TASK_QUEUE,
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-const hsm = proxyActivities<HsmActivities>({
-  taskQueue: HSM_TASK_QUEUE,
-  startToCloseTimeout: '1m',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-
-const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
-
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
   const plan = planImport(input, startedAt);
@@ -99,15 +77,11 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   let failure: string | undefined;
   let kmsKey: KmsKeyRef | undefined;
   let hsmKey: HsmKeyRef | undefined;
-  let params: ImportParameters | undefined;
-  let encryptedKeyMaterial: string | undefined;
-  let tokenRefreshes = 0;
+  let material: MaterialImport | undefined;
   let decidedAt: string | undefined;
 
   // Known once both keys exist; decisions are refused until then, so each is bound to what gets imported.
   let subject: ApprovalSubject | undefined;
-
-  const refreshAfter = (p: ImportParameters) => new Date(Date.parse(p.parametersValidTo) - plan.tokenSafetyMarginMs);
 
   const status = (): ImportStatus => ({
     step,
@@ -122,8 +96,11 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     wrappingAlgorithm: plan.wrappingAlgorithm,
     kmsKey: kmsKey && { keyId: kmsKey.keyId, keyArn: kmsKey.keyArn },
     hsmKey: hsmKey && { label: hsmKey.label, keyId: hsmKey.keyId, kcv: hsmKey.kcv },
-    importToken: params && { parametersValidTo: params.parametersValidTo, refreshAfter: refreshAfter(params).toISOString() },
-    tokenRefreshes,
+    importToken: material?.params && {
+      parametersValidTo: material.params.parametersValidTo,
+      refreshAfter: material.refreshAfter().toISOString(),
+    },
+    tokenRefreshes: material?.tokenRefreshes ?? 0,
     failure,
   });
 
@@ -134,46 +111,6 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     notReady: () => `the import is still preparing the keys (${step})`,
   });
   setHandler(statusQuery, status);
-
-  const run = async <T>(what: string, call: () => Promise<T>): Promise<T> => {
-    try {
-      return await call();
-    } catch (err) {
-      throw stepFailure(what, err);
-    }
-  };
-
-  const wrapUnderFreshParameters = async (key: KmsKeyRef, target: HsmKeyRef) => {
-    step = 'WRAPPING';
-    params = await run('GetParametersForImport', () =>
-      kms.getImportParameters({
-        keyId: key.keyId,
-        wrappingAlgorithm: plan.wrappingAlgorithm,
-        wrappingKeySpec: plan.wrappingKeySpec,
-      }),
-    );
-    const wrapped = await run('wrapping in the HSM', () =>
-      hsm.wrapKey({
-        label: target.label,
-        keyId: target.keyId,
-        publicKey: params!.publicKey,
-        wrappingAlgorithm: plan.wrappingAlgorithm,
-      }),
-    );
-    encryptedKeyMaterial = wrapped.encryptedKeyMaterial;
-  };
-
-  const refreshToken = async (key: KmsKeyRef, target: HsmKeyRef, why: string) => {
-    if (tokenRefreshes >= plan.maxTokenRefreshes) {
-      throw ApplicationFailure.nonRetryable(
-        `import token ${why}, and the limit of ${plan.maxTokenRefreshes} token refreshes is reached`,
-        ErrorType.TokenRefreshLimit,
-      );
-    }
-    tokenRefreshes++;
-    log.info('refreshing import parameters', { why, tokenRefreshes });
-    await wrapUnderFreshParameters(key, target);
-  };
 
   const result = (outcome: ImportKeyResult['outcome'], extra: Partial<ImportKeyResult> = {}): ImportKeyResult => ({
     outcome,
@@ -188,7 +125,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     requester: plan.requester,
     approvals: gate.approvals,
     rejection: gate.rejection,
-    tokenRefreshes,
+    tokenRefreshes: material?.tokenRefreshes ?? 0,
     startedAt: startedAt.toISOString(),
     decidedAt,
     ...extra,
@@ -196,7 +133,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   try {
     [kmsKey, hsmKey] = await Promise.all([
-      run('preparing the KMS key', () =>
+      runStep('preparing the KMS key', () =>
         ensureKmsKey({
           alias: plan.alias,
           description: plan.description,
@@ -204,11 +141,20 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
           requestId: workflowId,
         }),
       ),
-      run('preparing the HSM key', () => hsm.ensureHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+      runStep('preparing the HSM key', () => hsm.ensureHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
     ]);
     const key = kmsKey;
     const target = hsmKey;
-    await wrapUnderFreshParameters(key, target);
+    material = new MaterialImport({
+      keyId: key.keyId,
+      hsmKey: target,
+      wrappingAlgorithm: plan.wrappingAlgorithm,
+      wrappingKeySpec: plan.wrappingKeySpec,
+      tokenSafetyMarginMs: plan.tokenSafetyMarginMs,
+      maxTokenRefreshes: plan.maxTokenRefreshes,
+      onStep: (s) => (step = s),
+    });
+    await material.wrap();
 
     subject = subjectOf(plan, key, target);
     step = 'AWAITING_APPROVAL';
@@ -219,31 +165,11 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       return result(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED');
     }
 
-    step = 'IMPORTING';
-    if (Date.now() >= refreshAfter(params!).getTime()) {
-      await refreshToken(key, target, `valid only until ${params!.parametersValidTo}`);
-    }
-    for (;;) {
-      step = 'IMPORTING';
-      try {
-        await kms.importKeyMaterial({
-          keyId: key.keyId,
-          importToken: params!.importToken,
-          encryptedKeyMaterial: encryptedKeyMaterial!,
-          expirationModel: plan.expirationModel,
-          validTo: plan.validTo,
-        });
-        break;
-      } catch (err) {
-        const type = failureType(err);
-        if (!type || !TOKEN_ERRORS.includes(type)) throw stepFailure('ImportKeyMaterial', err);
-        await refreshToken(key, target, `refused by KMS (${type})`);
-      }
-    }
+    await material.importApproved({ expirationModel: plan.expirationModel, validTo: plan.validTo });
     const importedAt = new Date().toISOString();
 
     step = 'VERIFYING';
-    const verification = await run('verifying the key', () =>
+    const verification = await runStep('verifying the key', () =>
       kms.verifyKey({ keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo }),
     );
     step = 'DONE';
@@ -264,20 +190,4 @@ function subjectOf(plan: ImportPlan, key: KmsKeyRef, target: HsmKeyRef): Approva
     expirationModel: plan.expirationModel,
     validTo: plan.validTo,
   };
-}
-
-function failureType(err: unknown): string | undefined {
-  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause.type ?? undefined : undefined;
-}
-
-/** Lifts an activity's typed failure to the workflow, naming the step, so the UI and CLI show one clear line. */
-function stepFailure(what: string, err: unknown): unknown {
-  if (!(err instanceof ActivityFailure)) return err;
-  const cause = err.cause instanceof Error ? err.cause : undefined;
-  return ApplicationFailure.create({
-    message: `${what} failed: ${cause?.message ?? err.message}`,
-    type: failureType(err) ?? 'ActivityFailed',
-    nonRetryable: true,
-    cause: err,
-  });
 }
