@@ -12,6 +12,7 @@ import {
   GetParametersForImportCommand,
   ImportKeyMaterialCommand,
   KMSClient,
+  ListAliasesCommand,
   ListKeyRotationsCommand,
   ListKeysCommand,
   ListResourceTagsCommand,
@@ -115,6 +116,18 @@ export interface KeyMaterial {
   state?: string;
   importState?: string;
   rotationDate?: string;
+}
+export interface DueAliasesInput {
+  /** Material that became current longer ago than this is due (milliseconds). */
+  olderThanMs: number;
+  /** Only aliases whose name (without "alias/") starts with this. */
+  prefix?: string;
+}
+export interface DueAlias {
+  alias: string;
+  keyId: string;
+  /** When the key's current material became current, as far as KMS tells (see dueAliases). */
+  materialSince: string;
 }
 export interface RotateKeyOnDemandInput {
   keyId: string;
@@ -752,6 +765,41 @@ export function createKmsActivities(client: KMSClient) {
         `key ${input.keyId}: rotation to material ${input.keyMaterialId} requested, material is ${material.state}; will look again`,
         'RotationInProgress',
       );
+    },
+
+    /**
+     * Aliases whose key is due for rotation: an Enabled EXTERNAL key whose current material became
+     * current more than `olderThanMs` ago. That moment is the last RotationDate in ListKeyRotations
+     * where the KMS has it, else the key's CreationDate (an alias swap makes a new key per
+     * rotation; a key imported long after it was created looks older than its material is).
+     */
+    async dueAliases(input: DueAliasesInput): Promise<DueAlias[]> {
+      if (!Number.isFinite(input.olderThanMs) || input.olderThanMs < 0) {
+        throw invalidInput('olderThanMs', `expected a duration of 0 or more, got ${JSON.stringify(input.olderThanMs)}`);
+      }
+      const activity = activityContext();
+      const now = Date.now();
+      const due: DueAlias[] = [];
+      let marker: string | undefined;
+      do {
+        const page = await call({ operation: 'ListAliases' }, () => send(new ListAliasesCommand({ Limit: 100, Marker: marker })));
+        for (const a of page.Aliases ?? []) {
+          const name = a.AliasName?.replace(/^alias\//, '');
+          if (!name || !a.TargetKeyId || name.startsWith('aws/') || !name.startsWith(input.prefix ?? '')) continue;
+          activity?.heartbeat({ alias: a.AliasName });
+          const key = await describe(a.TargetKeyId);
+          if (key.Origin !== 'EXTERNAL' || key.KeyState !== 'Enabled') continue;
+          const rotations = await listMaterials(key.KeyId).catch((err: unknown) => {
+            if (err instanceof ApplicationFailure && err.type === ErrorType.NativeRotationUnsupported) return [];
+            throw err;
+          });
+          const rotated = rotations.map((r) => r.rotationDate).filter((d): d is string => Boolean(d)).sort().pop();
+          const since = rotated ?? key.CreationDate?.toISOString();
+          if (since && now - Date.parse(since) > input.olderThanMs) due.push({ alias: `alias/${name}`, keyId: key.KeyId, materialSince: since });
+        }
+        marker = page.Truncated ? page.NextMarker : undefined;
+      } while (marker);
+      return due;
     },
   };
 }

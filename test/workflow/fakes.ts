@@ -20,6 +20,8 @@ export interface Fakes {
   materials: Record<string, KeyMaterial[]>;
   /** Per key id: its state after disableKey / scheduleKeyDeletion. */
   keyStates: Record<string, string>;
+  /** What dueAliases answers. */
+  due: string[];
   /** false: ListKeyRotations and RotateKeyOnDemand fail as on local-kms. */
   nativeRotation: boolean;
 }
@@ -34,6 +36,7 @@ export function fakes(): Fakes {
   const materials: Record<string, KeyMaterial[]> = {};
   const keyStates: Record<string, string> = {};
   const requestKeys: Record<string, string> = {};
+  const due: string[] = [];
   let tokens = 0;
   const state = { nativeRotation: true };
   const materialsOf = (keyId: string) => (materials[keyId] ??= [{ keyMaterialId: `${keyId}-m0`, state: 'CURRENT', importState: 'IMPORTED' }]);
@@ -76,6 +79,10 @@ export function fakes(): Fakes {
       await called('listKeyMaterials', input);
       if (!state.nativeRotation) throw unsupported();
       return materialsOf(input.keyId).map((m) => ({ ...m }));
+    },
+    async dueAliases(input) {
+      await called('dueAliases', input);
+      return due.map((alias) => ({ alias, keyId: aliases[alias] ?? 'key-1', materialSince: '2026-01-01T00:00:00.000Z' }));
     },
     async rotateKeyOnDemand(input) {
       await called('rotateKeyOnDemand', input);
@@ -126,6 +133,7 @@ export function fakes(): Fakes {
     aliases,
     materials,
     keyStates,
+    due,
     get nativeRotation() {
       return state.nativeRotation;
     },
