@@ -2,10 +2,12 @@
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
+import { rotateCommands } from './rotate-commands';
+import { scheduleCommands } from './schedule-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands, ...rotateCommands, ...scheduleCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 

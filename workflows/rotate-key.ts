@@ -78,6 +78,7 @@ export interface RotateKeyResult {
   verification?: KeyVerification;
   /** alias-swap: what happened to the previous key. */
   previousKeyState?: string;
+  previousKeyDisabledAt?: string;
   previousKeyDeletionDate?: string;
   /** alias-swap, rejected: the unused new key, scheduled for deletion. */
   unusedKeyDeletionDate?: string;
@@ -230,6 +231,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     if (plan.gracePeriodMs > 0) await sleep(plan.gracePeriodMs, { summary: `grace period: previous key ${current.keyId} stays enabled` });
     step = 'DISABLING_PREVIOUS_KEY';
     const { keyState } = await runStep('disabling the previous key', () => kms.disableKey({ keyId: current.keyId }));
+    const previousKeyDisabledAt = new Date().toISOString();
     let previousKeyDeletionDate: string | undefined;
     if (plan.deletePreviousKeyAfterDays !== undefined) {
       const days = plan.deletePreviousKeyAfterDays;
@@ -242,6 +244,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
       rotatedAt,
       verification,
       previousKeyState: previousKeyDeletionDate ? 'PendingDeletion' : keyState,
+      previousKeyDisabledAt,
       previousKeyDeletionDate,
     });
   } catch (err) {
