@@ -129,6 +129,12 @@ export interface DueAlias {
   /** When the key's current material became current, as far as KMS tells (see dueAliases). */
   materialSince: string;
 }
+export interface KeyMaterials {
+  /** DescribeKey's CurrentKeyMaterialId: the material Encrypt uses. */
+  currentKeyMaterialId?: string;
+  /** Every material (ListKeyRotations); undefined where the KMS lacks the call (LocalStack 4.14). */
+  materials?: KeyMaterial[];
+}
 export interface RotateKeyOnDemandInput {
   keyId: string;
   /** The pending material that must become current. */
@@ -412,6 +418,23 @@ export function createKmsActivities(client: KMSClient) {
     }
   }
 
+  /**
+   * ImportKeyMaterial, recognising a retry of a NEW_KEY_MATERIAL import where the KMS cannot list
+   * materials by description: LocalStack refuses a second pending material, naming the ids of both;
+   * when they are the same material, an earlier attempt imported it.
+   */
+  async function importCall<T extends { KeyMaterialId?: string }>(keyId: string, request: () => Promise<T>): Promise<{ KeyMaterialId?: string }> {
+    try {
+      return await request();
+    } catch (err) {
+      const pending = /New key material \(id: (\w+)\) cannot be imported .* another key material \(id: (\w+)\) is pending rotation/.exec(
+        (err as Error)?.message ?? '',
+      );
+      if (errorName(err) === 'KMSInvalidStateException' && pending && pending[1] === pending[2]) return { KeyMaterialId: pending[1] };
+      throw await failure(err, { operation: 'ImportKeyMaterial', keyId });
+    }
+  }
+
   async function describe(keyId: string): Promise<DescribedKey> {
     const out = await call({ operation: 'DescribeKey', keyId }, () => send(new DescribeKeyCommand({ KeyId: keyId })));
     return described(out.KeyMetadata, 'DescribeKey');
@@ -510,8 +533,8 @@ export function createKmsActivities(client: KMSClient) {
     }
   }
 
-  /** Every key material of the key (ListKeyRotations); NativeRotationUnsupported where the KMS lacks the call. */
-  async function listMaterials(keyId: string): Promise<KeyMaterial[]> {
+  /** Every key material of the key (ListKeyRotations); undefined where the KMS lacks the call. */
+  async function listMaterials(keyId: string): Promise<KeyMaterial[] | undefined> {
     const materials: KeyMaterial[] = [];
     let marker: string | undefined;
     do {
@@ -519,12 +542,8 @@ export function createKmsActivities(client: KMSClient) {
       try {
         page = await send(new ListKeyRotationsCommand({ KeyId: keyId, IncludeKeyMaterial: 'ALL_KEY_MATERIAL', Marker: marker }));
       } catch (err) {
-        throw unsupportedOperation(err)
-          ? ApplicationFailure.nonRetryable(
-              `ListKeyRotations on key ${keyId}: this KMS does not implement it (${errorName(err)}), so native rotation of imported material is not possible here; use the alias-swap strategy`,
-              ErrorType.NativeRotationUnsupported,
-            )
-          : await failure(err, { operation: 'ListKeyRotations', keyId });
+        if (unsupportedOperation(err)) return undefined;
+        throw await failure(err, { operation: 'ListKeyRotations', keyId });
       }
       for (const r of page.Rotations ?? []) {
         if (!r.KeyMaterialId) continue;
@@ -539,6 +558,22 @@ export function createKmsActivities(client: KMSClient) {
       marker = page.Truncated ? page.NextMarker : undefined;
     } while (marker);
     return materials;
+  }
+
+  /**
+   * What native rotation needs to know: the current material (DescribeKey) and, where the KMS has
+   * ListKeyRotations, all of them. A KMS with neither (local-kms) cannot rotate imported material.
+   */
+  async function keyMaterials(keyId: string): Promise<KeyMaterials> {
+    const key = await describe(keyId);
+    const materials = await listMaterials(keyId);
+    if (!key.CurrentKeyMaterialId && !materials) {
+      throw ApplicationFailure.nonRetryable(
+        `key ${keyId}: this KMS reports no key material ids (no CurrentKeyMaterialId, no ListKeyRotations), so it cannot rotate imported material natively; use the alias-swap strategy`,
+        ErrorType.NativeRotationUnsupported,
+      );
+    }
+    return { currentKeyMaterialId: key.CurrentKeyMaterialId, materials };
   }
 
   return {
@@ -615,10 +650,10 @@ export function createKmsActivities(client: KMSClient) {
           throw invalidInput('keyMaterialDescription', 'expected 1 to 256 characters with importType NEW_KEY_MATERIAL');
         }
         // A retry after a successful attempt would add the material a second time: find it instead.
-        const earlier = (await listMaterials(input.keyId)).find((m) => m.description === description);
+        const earlier = (await listMaterials(input.keyId))?.find((m) => m.description === description);
         if (earlier) return { keyMaterialId: earlier.keyMaterialId };
       }
-      const out = await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
+      const out = await importCall(input.keyId, () =>
         send(
           new ImportKeyMaterialCommand({
             KeyId: input.keyId,
@@ -729,25 +764,19 @@ export function createKmsActivities(client: KMSClient) {
       return { deletionDate: out.DeletionDate?.toISOString() ?? '' };
     },
 
-    /** The key's materials; fails with NativeRotationUnsupported where the KMS has no ListKeyRotations. */
-    async listKeyMaterials(input: KeyIdInput): Promise<KeyMaterial[]> {
-      return listMaterials(input.keyId);
+    /** The key's materials; NativeRotationUnsupported where the KMS reports none (local-kms). */
+    async keyMaterials(input: KeyIdInput): Promise<KeyMaterials> {
+      return keyMaterials(input.keyId);
     },
 
     /**
-     * Makes the pending material current (RotateKeyOnDemand) and waits until ListKeyRotations says
-     * so. A retry finds the material already current, or the rotation still running.
+     * Makes the pending material current (RotateKeyOnDemand) and waits until DescribeKey says so.
+     * A retry finds the material already current, or the rotation still running.
      */
-    async rotateKeyOnDemand(input: RotateKeyOnDemandInput): Promise<KeyMaterial> {
-      const mine = async () => {
-        const found = (await listMaterials(input.keyId)).find((m) => m.keyMaterialId === input.keyMaterialId);
-        if (!found) {
-          throw ApplicationFailure.nonRetryable(`key ${input.keyId} has no key material ${input.keyMaterialId}`, ErrorType.KmsRequestRejected);
-        }
-        return found;
-      };
-      let material = await mine();
-      if (material.state === 'CURRENT') return material;
+    async rotateKeyOnDemand(input: RotateKeyOnDemandInput): Promise<KeyMaterials> {
+      const isCurrent = (m: KeyMaterials) => m.currentKeyMaterialId === input.keyMaterialId;
+      let seen = await keyMaterials(input.keyId);
+      if (isCurrent(seen)) return seen;
       try {
         await send(new RotateKeyOnDemandCommand({ KeyId: input.keyId }));
       } catch (err) {
@@ -755,14 +784,14 @@ export function createKmsActivities(client: KMSClient) {
           throw ApplicationFailure.nonRetryable(`RotateKeyOnDemand on key ${input.keyId}: this KMS does not implement it`, ErrorType.NativeRotationUnsupported);
         }
         // An earlier attempt's rotation may be under way (ConflictException) or done: look before failing.
-        material = await mine();
-        if (material.state === 'CURRENT') return material;
+        seen = await keyMaterials(input.keyId);
+        if (isCurrent(seen)) return seen;
         if (errorName(err) !== 'ConflictException') throw await failure(err, { operation: 'RotateKeyOnDemand', keyId: input.keyId });
       }
-      material = await mine();
-      if (material.state === 'CURRENT') return material;
+      seen = await keyMaterials(input.keyId);
+      if (isCurrent(seen)) return seen;
       throw ApplicationFailure.retryable(
-        `key ${input.keyId}: rotation to material ${input.keyMaterialId} requested, material is ${material.state}; will look again`,
+        `key ${input.keyId}: rotation to material ${input.keyMaterialId} requested, current is still ${seen.currentKeyMaterialId}; will look again`,
         'RotationInProgress',
       );
     },
@@ -789,10 +818,7 @@ export function createKmsActivities(client: KMSClient) {
           activity?.heartbeat({ alias: a.AliasName });
           const key = await describe(a.TargetKeyId);
           if (key.Origin !== 'EXTERNAL' || key.KeyState !== 'Enabled') continue;
-          const rotations = await listMaterials(key.KeyId).catch((err: unknown) => {
-            if (err instanceof ApplicationFailure && err.type === ErrorType.NativeRotationUnsupported) return [];
-            throw err;
-          });
+          const rotations = (await listMaterials(key.KeyId)) ?? [];
           const rotated = rotations.map((r) => r.rotationDate).filter((d): d is string => Boolean(d)).sort().pop();
           const since = rotated ?? key.CreationDate?.toISOString();
           if (since && now - Date.parse(since) > input.olderThanMs) due.push({ alias: `alias/${name}`, keyId: key.KeyId, materialSince: since });

@@ -158,7 +158,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     if (strategy === 'native') {
       // Asked before any material exists, so an unsupported KMS costs nobody an approval.
       try {
-        await kms.listKeyMaterials({ keyId: current.keyId });
+        await kms.keyMaterials({ keyId: current.keyId });
       } catch (err) {
         if (failureType(err) !== ErrorType.NativeRotationUnsupported || !plan.fallbackToAliasSwap) {
           throw stepFailure('checking native rotation support', err);
@@ -258,17 +258,26 @@ function verify(plan: RotationPlan, key: KmsKeyRef): Promise<KeyVerification> {
   return runStep('verifying the key', () => kms.verifyKey({ keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo }));
 }
 
-/** The new material must show as pending (or, after a crash mid-rotation, current) before rotating. */
+/**
+ * The new material must show as pending before rotating: PENDING_ROTATION in ListKeyRotations, or,
+ * where the KMS has no such list (LocalStack), imported but not DescribeKey's current material.
+ * After a crash mid-rotation it may be current already, which RotateKeyOnDemand then recognises.
+ */
 async function confirmPending(keyId: string, description: string, keyMaterialId: string | undefined): Promise<string> {
-  const materials = await runStep('ListKeyRotations', () => kms.listKeyMaterials({ keyId }));
-  const mine = materials.find((m) => (keyMaterialId ? m.keyMaterialId === keyMaterialId : m.description === description));
-  if (!mine || (mine.state !== 'PENDING_ROTATION' && mine.state !== 'CURRENT')) {
+  const { currentKeyMaterialId, materials } = await runStep('ListKeyRotations', () => kms.keyMaterials({ keyId }));
+  const mine = materials?.find((m) => (keyMaterialId ? m.keyMaterialId === keyMaterialId : m.description === description));
+  const id = mine?.keyMaterialId ?? keyMaterialId;
+  const pending = materials
+    ? mine?.state === 'PENDING_ROTATION' || mine?.state === 'CURRENT'
+    : id !== undefined && currentKeyMaterialId !== undefined;
+  if (!pending || !id) {
+    const seen = materials ? (mine ? mine.state : 'not listed') : `not known (current material ${currentKeyMaterialId ?? 'unknown'})`;
     throw ApplicationFailure.nonRetryable(
-      `key ${keyId}: the imported material ${keyMaterialId ?? `described "${description}"`} is ${mine ? mine.state : 'not listed'} in ListKeyRotations, expected PENDING_ROTATION`,
+      `key ${keyId}: the imported material ${keyMaterialId ?? `described "${description}"`} is ${seen}, expected PENDING_ROTATION`,
       ErrorType.VerificationFailed,
     );
   }
-  return mine.keyMaterialId;
+  return id;
 }
 
 function subjectOf(plan: RotationPlan, strategy: RotationStrategy, previous: KmsKeyRef, key: KmsKeyRef, target: HsmKeyRef): ApprovalSubject {

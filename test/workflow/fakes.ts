@@ -3,7 +3,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HsmActivities } from '../../activities/hsm';
-import type { KeyMaterial, KmsActivities } from '../../activities/kms';
+import type { KeyMaterial, KeyMaterials, KmsActivities } from '../../activities/kms';
 
 const DAY_MS = 24 * 3_600_000;
 
@@ -22,8 +22,10 @@ export interface Fakes {
   keyStates: Record<string, string>;
   /** What dueAliases answers. */
   due: string[];
-  /** false: ListKeyRotations and RotateKeyOnDemand fail as on local-kms. */
+  /** false: no material ids and no RotateKeyOnDemand, as on local-kms. */
   nativeRotation: boolean;
+  /** false: DescribeKey names the current material but there is no ListKeyRotations, as on LocalStack. */
+  listsRotations: boolean;
 }
 
 const arn = (keyId: string) => `arn:aws:kms:us-east-1:111122223333:key/${keyId}`;
@@ -38,8 +40,16 @@ export function fakes(): Fakes {
   const requestKeys: Record<string, string> = {};
   const due: string[] = [];
   let tokens = 0;
-  const state = { nativeRotation: true };
+  const state = { nativeRotation: true, listsRotations: true };
   const materialsOf = (keyId: string) => (materials[keyId] ??= [{ keyMaterialId: `${keyId}-m0`, state: 'CURRENT', importState: 'IMPORTED' }]);
+  const describeMaterials = (keyId: string): KeyMaterials => {
+    if (!state.nativeRotation) throw unsupported();
+    const all = materialsOf(keyId);
+    return {
+      currentKeyMaterialId: all.find((m) => m.state === 'CURRENT')?.keyMaterialId,
+      materials: state.listsRotations ? all.map((m) => ({ ...m })) : undefined,
+    };
+  };
   const unsupported = () => ApplicationFailure.nonRetryable('this KMS does not implement ListKeyRotations', 'NativeRotationUnsupported');
   const called = async (name: string, input: unknown) => {
     (calls[name] ??= []).push(input);
@@ -75,10 +85,9 @@ export function fakes(): Fakes {
       const now = Context.current().info.currentAttemptScheduledTimestampMs;
       return { deletionDate: new Date(now + input.pendingWindowInDays * DAY_MS).toISOString() };
     },
-    async listKeyMaterials(input) {
-      await called('listKeyMaterials', input);
-      if (!state.nativeRotation) throw unsupported();
-      return materialsOf(input.keyId).map((m) => ({ ...m }));
+    async keyMaterials(input) {
+      await called('keyMaterials', input);
+      return describeMaterials(input.keyId);
     },
     async dueAliases(input) {
       await called('dueAliases', input);
@@ -92,7 +101,7 @@ export function fakes(): Fakes {
       if (!next) throw ApplicationFailure.nonRetryable(`no material ${input.keyMaterialId}`, 'KmsRequestRejected');
       for (const m of all) if (m.state === 'CURRENT') m.state = 'NON_CURRENT';
       next.state = 'CURRENT';
-      return { ...next };
+      return describeMaterials(input.keyId);
     },
     async getImportParameters(input) {
       await called('getImportParameters', input);
@@ -139,6 +148,12 @@ export function fakes(): Fakes {
     },
     set nativeRotation(on: boolean) {
       state.nativeRotation = on;
+    },
+    get listsRotations() {
+      return state.listsRotations;
+    },
+    set listsRotations(on: boolean) {
+      state.listsRotations = on;
     },
   };
 }

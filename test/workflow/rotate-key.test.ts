@@ -192,6 +192,19 @@ describe('rotateKey workflow, native', () => {
     });
   });
 
+  it('confirms the new material by DescribeKey where the KMS has no ListKeyRotations (LocalStack)', async () => {
+    const f = withKey();
+    f.listsRotations = false;
+    await t.withWorkers(f, async () => {
+      const h = await start(request({ strategy: 'native' }));
+      await approveAs(h, 'alice', 'bob');
+      const result = await h.result();
+      assert.equal(result.outcome, 'ROTATED');
+      assert.equal(result.keyMaterialId, 'key-1-m1');
+      assert.deepEqual(f.calls.rotateKeyOnDemand, [{ keyId: 'key-1', keyMaterialId: 'key-1-m1' }]);
+    });
+  });
+
   it('fails with NativeRotationUnsupported before making any material, where the KMS cannot rotate', async () => {
     const f = withKey();
     f.nativeRotation = false;
