@@ -14,7 +14,7 @@ const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, 
 
 export interface Harness {
   env: TestWorkflowEnvironment;
-  withWorkers<T>(f: Fakes, fn: () => Promise<T>): Promise<T>;
+  withWorkers<T>(f: Pick<Fakes, 'kms' | 'hsm'>, fn: () => Promise<T>): Promise<T>;
   teardown(): Promise<void>;
 }
 
