@@ -52,37 +52,40 @@ async function rotateCommand(args: string[]): Promise<number> {
   if (v['all-due'] && !v['older-than']) throw new CliError('rotate: --all-due needs --older-than, e.g. --older-than 90d', Exit.USAGE);
   const settings = rotationSettings('rotate', v);
   const now = new Date();
+  // Everything is checked before connecting: bad input changes nothing.
+  const single = v.alias ? { ...settings, alias: v.alias } : undefined;
+  const concurrency = v.concurrency === undefined ? undefined : Number(v.concurrency);
+  const many: RotateKeysInput | undefined = single
+    ? undefined
+    : v.aliases
+      ? { aliases: v.aliases.split(',').map((a) => a.trim()), concurrency, rotation: settings }
+      : { allDue: { olderThan: v['older-than'] as never, prefix: v.prefix }, concurrency, rotation: settings };
+  const workflowId = v['workflow-id'] ?? (single ? `rotate-${aliasName(single.alias)}` : `rotate-many-${now.toISOString().replace(/[:.]/g, '-')}`);
+  if (single) checked('rotate', () => planRotation(single, now, workflowId));
+  for (const alias of many?.aliases ?? []) checked('rotate', () => planRotation({ ...settings, alias }, now, childRotationId(workflowId, alias)));
+
   const { client, namespace, close } = await connect();
   try {
-    let workflowId: string;
     let runId: string;
-    if (v.alias) {
-      const input = { ...settings, alias: v.alias };
-      workflowId = v['workflow-id'] ?? `rotate-${aliasName(v.alias)}`;
-      checked('rotate', () => planRotation(input, now, workflowId));
+    if (single) {
       // The key's schedule never overlaps itself; a rotation by hand must not overlap it either.
       const running = await client.schedule
-        .getHandle(rotationScheduleId(v.alias))
+        .getHandle(rotationScheduleId(single.alias))
         .describe()
         .then((d) => d.info.runningActions, () => []);
       if (running.length > 0) {
-        throw new CliError(`rotate: the schedule of ${v.alias} is running ${running[0].workflow.workflowId}; wait for it`, Exit.REFUSED);
+        throw new CliError(`rotate: the schedule of ${single.alias} is running ${running[0].workflow.workflowId}; wait for it`, Exit.REFUSED);
       }
       ({ firstExecutionRunId: runId } = await start(() =>
         client.workflow.start(rotateKey, {
           taskQueue: WORKFLOW_TASK_QUEUE,
           workflowId,
-          args: [input],
+          args: [single],
           workflowIdConflictPolicy: 'FAIL',
-          staticSummary: `Rotate alias/${aliasName(v.alias!)} (${settings.strategy ?? 'alias-swap'})`,
+          staticSummary: `Rotate alias/${aliasName(single.alias)} (${settings.strategy ?? 'alias-swap'})`,
         }), workflowId));
     } else {
-      const concurrency = v.concurrency === undefined ? undefined : Number(v.concurrency);
-      const input: RotateKeysInput = v.aliases
-        ? { aliases: v.aliases.split(',').map((a) => a.trim()), concurrency, rotation: settings }
-        : { allDue: { olderThan: v['older-than'] as never, prefix: v.prefix }, concurrency, rotation: settings };
-      workflowId = v['workflow-id'] ?? `rotate-many-${now.toISOString().replace(/[:.]/g, '-')}`;
-      for (const alias of input.aliases ?? []) checked('rotate', () => planRotation({ ...settings, alias }, now, childRotationId(workflowId, alias)));
+      const input = many!;
       ({ firstExecutionRunId: runId } = await start(() =>
         client.workflow.start(rotateKeys, {
           taskQueue: WORKFLOW_TASK_QUEUE,
