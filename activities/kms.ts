@@ -7,13 +7,18 @@ import {
   CreateKeyCommand,
   DecryptCommand,
   DescribeKeyCommand,
+  DisableKeyCommand,
   EncryptCommand,
   GetParametersForImportCommand,
   ImportKeyMaterialCommand,
   KMSClient,
+  ListAliasesCommand,
+  ListKeyRotationsCommand,
   ListKeysCommand,
   ListResourceTagsCommand,
+  RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
+  UpdateAliasCommand,
   type KeyMetadata,
   type ServiceInputTypes,
   type ServiceOutputTypes,
@@ -62,6 +67,16 @@ export interface ImportKeyMaterialInput {
   expirationModel: ExpirationModel;
   /** ISO-8601, whole seconds; required when expirationModel is KEY_MATERIAL_EXPIRES. */
   validTo?: string;
+  /**
+   * Native rotation: NEW_KEY_MATERIAL adds material to a key that has some, pending until
+   * RotateKeyOnDemand. Needs `keyMaterialDescription`, by which a retry finds what it imported.
+   */
+  importType?: 'NEW_KEY_MATERIAL';
+  keyMaterialDescription?: string;
+}
+export interface ImportedMaterial {
+  /** Returned by KMSs that keep several materials per key (AWS since 2025, LocalStack). */
+  keyMaterialId?: string;
 }
 export interface VerifyKeyInput {
   keyId: string;
@@ -75,6 +90,55 @@ export interface KeyVerification {
   validTo?: string;
   /** Encrypt then Decrypt of a random probe gave the probe back. */
   roundTrip: boolean;
+}
+
+export interface EnsureRequestKeyInput {
+  /** The workflow id: the key is tagged with it, so a retry finds it instead of creating another. */
+  requestId: string;
+  description: string;
+}
+export interface UpdateAliasInput {
+  alias: string;
+  keyId: string;
+}
+export interface KeyIdInput {
+  keyId: string;
+}
+export interface ScheduleKeyDeletionInput {
+  keyId: string;
+  /** 7 to 30 days, as KMS allows. */
+  pendingWindowInDays: number;
+}
+export interface KeyMaterial {
+  keyMaterialId: string;
+  description?: string;
+  /** CURRENT, NON_CURRENT, PENDING_ROTATION, ... */
+  state?: string;
+  importState?: string;
+  rotationDate?: string;
+}
+export interface DueAliasesInput {
+  /** Material that became current longer ago than this is due (milliseconds). */
+  olderThanMs: number;
+  /** Only aliases whose name (without "alias/") starts with this. */
+  prefix?: string;
+}
+export interface DueAlias {
+  alias: string;
+  keyId: string;
+  /** When the key's current material became current, as far as KMS tells (see dueAliases). */
+  materialSince: string;
+}
+export interface KeyMaterials {
+  /** DescribeKey's CurrentKeyMaterialId: the material Encrypt uses. */
+  currentKeyMaterialId?: string;
+  /** Every material (ListKeyRotations); undefined where the KMS lacks the call (LocalStack 4.14). */
+  materials?: KeyMaterial[];
+}
+export interface RotateKeyOnDemandInput {
+  keyId: string;
+  /** The pending material that must become current. */
+  keyMaterialId: string;
 }
 
 /** Tag on every key this project creates; its value is the request (workflow) id. */
@@ -267,6 +331,12 @@ function validToInput(model: ExpirationModel, validTo: string | undefined): stri
   return wholeSecondsIso(ms);
 }
 
+/** local-kms answers calls it lacks with HTTP 501; AWS endpoints with UnknownOperationException. */
+function unsupportedOperation(err: unknown): boolean {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsErrorShape;
+  return e.$metadata?.httpStatusCode === 501 || /^UnknownOperation/.test(e.name ?? '');
+}
+
 function isPendingDeletion(key: DescribedKey): boolean {
   return key.KeyState === 'PendingDeletion' || key.KeyState === 'PendingReplicaDeletion';
 }
@@ -348,6 +418,23 @@ export function createKmsActivities(client: KMSClient) {
     }
   }
 
+  /**
+   * ImportKeyMaterial, recognising a retry of a NEW_KEY_MATERIAL import where the KMS cannot list
+   * materials by description: LocalStack refuses a second pending material, naming the ids of both;
+   * when they are the same material, an earlier attempt imported it.
+   */
+  async function importCall<T extends { KeyMaterialId?: string }>(keyId: string, request: () => Promise<T>): Promise<{ KeyMaterialId?: string }> {
+    try {
+      return await request();
+    } catch (err) {
+      const pending = /New key material \(id: (\w+)\) cannot be imported .* another key material \(id: (\w+)\) is pending rotation/.exec(
+        (err as Error)?.message ?? '',
+      );
+      if (errorName(err) === 'KMSInvalidStateException' && pending && pending[1] === pending[2]) return { KeyMaterialId: pending[1] };
+      throw await failure(err, { operation: 'ImportKeyMaterial', keyId });
+    }
+  }
+
   async function describe(keyId: string): Promise<DescribedKey> {
     const out = await call({ operation: 'DescribeKey', keyId }, () => send(new DescribeKeyCommand({ KeyId: keyId })));
     return described(out.KeyMetadata, 'DescribeKey');
@@ -407,7 +494,7 @@ export function createKmsActivities(client: KMSClient) {
     return deleted;
   }
 
-  async function createRequestKey(input: EnsureKmsKeyInput): Promise<DescribedKey> {
+  async function createRequestKey(input: { description: string; requestId: string; alias?: string }): Promise<DescribedKey> {
     const command = new CreateKeyCommand({
       Origin: 'EXTERNAL',
       KeySpec: 'SYMMETRIC_DEFAULT',
@@ -461,6 +548,49 @@ export function createKmsActivities(client: KMSClient) {
       log?.warn(note);
       return note;
     }
+  }
+
+  /** Every key material of the key (ListKeyRotations); undefined where the KMS lacks the call. */
+  async function listMaterials(keyId: string): Promise<KeyMaterial[] | undefined> {
+    const materials: KeyMaterial[] = [];
+    let marker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await send(new ListKeyRotationsCommand({ KeyId: keyId, IncludeKeyMaterial: 'ALL_KEY_MATERIAL', Marker: marker }));
+      } catch (err) {
+        if (unsupportedOperation(err)) return undefined;
+        throw await failure(err, { operation: 'ListKeyRotations', keyId });
+      }
+      for (const r of page.Rotations ?? []) {
+        if (!r.KeyMaterialId) continue;
+        materials.push({
+          keyMaterialId: r.KeyMaterialId,
+          description: r.KeyMaterialDescription,
+          state: r.KeyMaterialState,
+          importState: r.ImportState,
+          rotationDate: r.RotationDate?.toISOString(),
+        });
+      }
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return materials;
+  }
+
+  /**
+   * What native rotation needs to know: the current material (DescribeKey) and, where the KMS has
+   * ListKeyRotations, all of them. A KMS with neither (local-kms) cannot rotate imported material.
+   */
+  async function keyMaterials(keyId: string): Promise<KeyMaterials> {
+    const key = await describe(keyId);
+    const materials = await listMaterials(keyId);
+    if (!key.CurrentKeyMaterialId && !materials) {
+      throw ApplicationFailure.nonRetryable(
+        `key ${keyId}: this KMS reports no key material ids (no CurrentKeyMaterialId, no ListKeyRotations), so it cannot rotate imported material natively; use the alias-swap strategy`,
+        ErrorType.NativeRotationUnsupported,
+      );
+    }
+    return { currentKeyMaterialId: key.CurrentKeyMaterialId, materials };
   }
 
   return {
@@ -526,11 +656,21 @@ export function createKmsActivities(client: KMSClient) {
       };
     },
 
-    async importKeyMaterial(input: ImportKeyMaterialInput): Promise<void> {
+    async importKeyMaterial(input: ImportKeyMaterialInput): Promise<ImportedMaterial> {
       const validTo = validToInput(input.expirationModel, input.validTo);
       const importToken = base64Input(input.importToken, 'importToken');
       const encryptedKeyMaterial = base64Input(input.encryptedKeyMaterial, 'encryptedKeyMaterial');
-      await call({ operation: 'ImportKeyMaterial', keyId: input.keyId }, () =>
+      if (input.importType !== undefined) {
+        if (input.importType !== 'NEW_KEY_MATERIAL') throw invalidInput('importType', `expected NEW_KEY_MATERIAL, got ${JSON.stringify(input.importType)}`);
+        const description = input.keyMaterialDescription;
+        if (!description || description.length > 256) {
+          throw invalidInput('keyMaterialDescription', 'expected 1 to 256 characters with importType NEW_KEY_MATERIAL');
+        }
+        // A retry after a successful attempt would add the material a second time: find it instead.
+        const earlier = (await listMaterials(input.keyId))?.find((m) => m.description === description);
+        if (earlier) return { keyMaterialId: earlier.keyMaterialId };
+      }
+      const out = await importCall(input.keyId, () =>
         send(
           new ImportKeyMaterialCommand({
             KeyId: input.keyId,
@@ -539,9 +679,12 @@ export function createKmsActivities(client: KMSClient) {
             // Always sent: local-kms dereferences it unconditionally.
             ExpirationModel: input.expirationModel,
             ValidTo: validTo === undefined ? undefined : new Date(validTo),
+            ImportType: input.importType,
+            KeyMaterialDescription: input.keyMaterialDescription,
           }),
         ),
       );
+      return { keyMaterialId: out.KeyMaterialId };
     },
 
     /**
@@ -593,6 +736,113 @@ export function createKmsActivities(client: KMSClient) {
         validTo: actualValidTo,
         roundTrip: true,
       };
+    },
+
+    /**
+     * A new EXTERNAL key with no alias, for an alias swap: created once per request. Only a retry
+     * (attempt > 1) can follow an attempt that created one, so only a retry scans for the tag.
+     */
+    async ensureRequestKey(input: EnsureRequestKeyInput): Promise<KmsKeyRef> {
+      const { requestId } = input;
+      if (requestId.length === 0 || requestId.length > 256) {
+        throw invalidInput('requestId', `expected 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
+      }
+      const attempt = activityContext()?.info.attempt ?? 2;
+      const earlier = attempt > 1 ? await findRequestKey(requestId) : undefined;
+      if (earlier) return keyRef(checkImportTarget(earlier, `${REQUEST_ID_TAG}=${requestId}`), false);
+      return keyRef(await createRequestKey(input), true);
+    },
+
+    /** Points the alias at the key. Repeating it is harmless: KMS accepts the same target again. */
+    async updateAlias(input: UpdateAliasInput): Promise<void> {
+      if (!/^alias\/.+/.test(input.alias)) throw invalidInput('alias', `expected a name starting with "alias/", got ${JSON.stringify(input.alias)}`);
+      await call({ operation: 'UpdateAlias', alias: input.alias, keyId: input.keyId }, () =>
+        send(new UpdateAliasCommand({ AliasName: input.alias, TargetKeyId: input.keyId })),
+      );
+    },
+
+    /** Disables the key (it keeps its material and can be enabled again); a disabled key stays disabled. */
+    async disableKey(input: KeyIdInput): Promise<{ keyState: string }> {
+      await call({ operation: 'DisableKey', keyId: input.keyId }, () => send(new DisableKeyCommand({ KeyId: input.keyId })));
+      return { keyState: String((await describe(input.keyId)).KeyState) };
+    },
+
+    /** Schedules deletion; a key already pending deletion (an earlier attempt) reports its date. */
+    async scheduleKeyDeletion(input: ScheduleKeyDeletionInput): Promise<{ deletionDate: string }> {
+      const days = input.pendingWindowInDays;
+      if (!Number.isInteger(days) || days < 7 || days > 30) {
+        throw invalidInput('pendingWindowInDays', `expected a whole number from 7 to 30, got ${JSON.stringify(days)}`);
+      }
+      const key = await describe(input.keyId);
+      if (isPendingDeletion(key) && key.DeletionDate) return { deletionDate: key.DeletionDate.toISOString() };
+      const out = await call({ operation: 'ScheduleKeyDeletion', keyId: input.keyId }, () =>
+        send(new ScheduleKeyDeletionCommand({ KeyId: input.keyId, PendingWindowInDays: days })),
+      );
+      return { deletionDate: out.DeletionDate?.toISOString() ?? '' };
+    },
+
+    /** The key's materials; NativeRotationUnsupported where the KMS reports none (local-kms). */
+    async keyMaterials(input: KeyIdInput): Promise<KeyMaterials> {
+      return keyMaterials(input.keyId);
+    },
+
+    /**
+     * Makes the pending material current (RotateKeyOnDemand) and waits until DescribeKey says so.
+     * A retry finds the material already current, or the rotation still running.
+     */
+    async rotateKeyOnDemand(input: RotateKeyOnDemandInput): Promise<KeyMaterials> {
+      const isCurrent = (m: KeyMaterials) => m.currentKeyMaterialId === input.keyMaterialId;
+      let seen = await keyMaterials(input.keyId);
+      if (isCurrent(seen)) return seen;
+      try {
+        await send(new RotateKeyOnDemandCommand({ KeyId: input.keyId }));
+      } catch (err) {
+        if (unsupportedOperation(err)) {
+          throw ApplicationFailure.nonRetryable(`RotateKeyOnDemand on key ${input.keyId}: this KMS does not implement it`, ErrorType.NativeRotationUnsupported);
+        }
+        // An earlier attempt's rotation may be under way (ConflictException) or done: look before failing.
+        seen = await keyMaterials(input.keyId);
+        if (isCurrent(seen)) return seen;
+        if (errorName(err) !== 'ConflictException') throw await failure(err, { operation: 'RotateKeyOnDemand', keyId: input.keyId });
+      }
+      seen = await keyMaterials(input.keyId);
+      if (isCurrent(seen)) return seen;
+      throw ApplicationFailure.retryable(
+        `key ${input.keyId}: rotation to material ${input.keyMaterialId} requested, current is still ${seen.currentKeyMaterialId}; will look again`,
+        'RotationInProgress',
+      );
+    },
+
+    /**
+     * Aliases whose key is due for rotation: an Enabled EXTERNAL key whose current material became
+     * current more than `olderThanMs` ago. That moment is the last RotationDate in ListKeyRotations
+     * where the KMS has it, else the key's CreationDate (an alias swap makes a new key per
+     * rotation; a key imported long after it was created looks older than its material is).
+     */
+    async dueAliases(input: DueAliasesInput): Promise<DueAlias[]> {
+      if (!Number.isFinite(input.olderThanMs) || input.olderThanMs < 0) {
+        throw invalidInput('olderThanMs', `expected a duration of 0 or more, got ${JSON.stringify(input.olderThanMs)}`);
+      }
+      const activity = activityContext();
+      const now = Date.now();
+      const due: DueAlias[] = [];
+      let marker: string | undefined;
+      do {
+        const page = await call({ operation: 'ListAliases' }, () => send(new ListAliasesCommand({ Limit: 100, Marker: marker })));
+        for (const a of page.Aliases ?? []) {
+          const name = a.AliasName?.replace(/^alias\//, '');
+          if (!name || !a.TargetKeyId || name.startsWith('aws/') || !name.startsWith(input.prefix ?? '')) continue;
+          activity?.heartbeat({ alias: a.AliasName });
+          const key = await describe(a.TargetKeyId);
+          if (key.Origin !== 'EXTERNAL' || key.KeyState !== 'Enabled') continue;
+          const rotations = (await listMaterials(key.KeyId)) ?? [];
+          const rotated = rotations.map((r) => r.rotationDate).filter((d): d is string => Boolean(d)).sort().pop();
+          const since = rotated ?? key.CreationDate?.toISOString();
+          if (since && now - Date.parse(since) > input.olderThanMs) due.push({ alias: `alias/${name}`, keyId: key.KeyId, materialSince: since });
+        }
+        marker = page.Truncated ? page.NextMarker : undefined;
+      } while (marker);
+      return due;
     },
   };
 }

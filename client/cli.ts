@@ -5,10 +5,19 @@ import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
 import { opsCommands } from './ops-commands';
+import { rotateCommands } from './rotate-commands';
+import { scheduleCommands } from './schedule-commands';
 import { stackCommands } from './stack-commands';
 
-
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...opsCommands, ...stackCommands, ...codecCommands };
+const COMMANDS: Record<string, Command> = {
+  ...importCommands,
+  ...decisionCommands,
+  ...rotateCommands,
+  ...scheduleCommands,
+  ...opsCommands,
+  ...stackCommands,
+  ...codecCommands,
+};
 
 const MAIN_USAGE = `usage: byok <command> [options]
 

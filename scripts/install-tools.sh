@@ -4,7 +4,7 @@
 #
 # A tool is reused when its binary exists and its stamp (.tools/stamps/<tool>) holds the pin
 # it was installed from, so a re-run is quick and changing a pin reinstalls just that tool.
-# TEMPORAL_CLI_PATH, TEMPORAL_TEST_SERVER_PATH, LOCAL_KMS_PATH, PKCS11_MODULE and CHROMIUM_PATH mean
+# TEMPORAL_CLI_PATH, TEMPORAL_TEST_SERVER_PATH, LOCAL_KMS_PATH, LOCALSTACK_PYTHON, PKCS11_MODULE and CHROMIUM_PATH mean
 # "use mine": nothing is installed for that tool (scripts/paths.ts reads the same variables).
 set -euo pipefail
 
@@ -141,6 +141,45 @@ warn_version() { # package tested-version
   printf '%s' "$version"
 }
 
+# The first Python new enough for LocalStack: on PATH, else a pyenv build (as on these machines).
+localstack_base_python() {
+  local candidate
+  for candidate in python3.13 python3.14 python3 "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.1[3-9]*/bin/python3; do
+    candidate="$(command -v "$candidate" 2>/dev/null)" || continue
+    if "$candidate" -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$LOCALSTACK_PYTHON_MIN'.split('.'))))" 2>/dev/null; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# LocalStack gets a venv of its own: its pins must not meet the Temporal wheels' venv.
+install_localstack() {
+  if [[ -n "${LOCALSTACK_PYTHON:-}" ]]; then
+    use_yours localstack "$LOCALSTACK_PYTHON" LOCALSTACK_PYTHON
+    return
+  fi
+  local requirements="$root/$LOCALSTACK_REQUIREMENTS"
+  local pin
+  pin="localstack-core $LOCALSTACK_CORE_VERSION $(sha256sum "$requirements" | cut -d' ' -f1)"
+  if is_current localstack-python "$pin"; then
+    say localstack "reused $LOCALSTACK_CORE_VERSION"
+    return
+  fi
+  local python
+  python="$(localstack_base_python)" ||
+    die "LocalStack $LOCALSTACK_CORE_VERSION needs Python >= $LOCALSTACK_PYTHON_MIN (python3.13 on PATH or a pyenv build); or set LOCALSTACK_PYTHON to a Python with localstack-core installed"
+  rm -f "$stamps/localstack-python"
+  rm -rf "$tools/localstack"
+  logged localstack "$python" -m venv "$tools/localstack" || die "could not create the LocalStack venv with $python"
+  logged localstack "$tools/localstack/bin/pip" install --disable-pip-version-check --no-input --no-deps --require-hashes \
+    -r "$requirements" || die "could not install localstack-core $LOCALSTACK_CORE_VERSION"
+  ln -sfn ../localstack/bin/python "$bin/localstack-python"
+  printf '%s\n' "$pin" >"$stamps/localstack-python"
+  say localstack "installed $LOCALSTACK_CORE_VERSION ($("$tools/localstack/bin/python" --version))"
+}
+
 # Debian splits SoftHSM2: libsofthsm2 has the module, softhsm2 the softhsm2-util that initialises tokens.
 install_softhsm() {
   if [[ -n "${PKCS11_MODULE:-}" ]]; then
@@ -186,6 +225,7 @@ install_node_modules() {
 install_temporal_cli
 install_temporal_test_server
 install_local_kms
+install_localstack
 install_softhsm
 install_chromium
 install_node_modules

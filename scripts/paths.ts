@@ -19,6 +19,8 @@ export const tools = {
   temporal: process.env.TEMPORAL_CLI_PATH ?? path.join(toolsDir, 'bin', 'temporal'),
   temporalTestServer: process.env.TEMPORAL_TEST_SERVER_PATH ?? path.join(toolsDir, 'bin', 'temporal-test-server'),
   localKms: process.env.LOCAL_KMS_PATH ?? path.join(toolsDir, 'bin', 'local-kms'),
+  /** The Python of the venv holding localstack-core (its own venv: it pins ~110 packages). */
+  localStackPython: process.env.LOCALSTACK_PYTHON ?? path.join(toolsDir, 'localstack', 'bin', 'python'),
   softhsmModule: process.env.PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so',
   softhsmUtil: process.env.SOFTHSM2_UTIL_PATH ?? 'softhsm2-util',
   chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',

@@ -9,6 +9,13 @@ export interface ApprovalPolicy {
 
 /** What an approver approves: the exact key pair and the import parameters that are not secret. */
 export interface ApprovalSubject {
+  /** What is done with the keys; absent means an import. */
+  operation?: 'import' | 'rotate' | 'restore' | 'revoke';
+  /** Rotation: 'native' (new material in the same KMS key) or 'alias-swap' (a new KMS key). */
+  strategy?: string;
+  /** Rotation: the key the alias points to now (the same as kmsKeyArn for native rotation). */
+  previousKmsKeyArn?: string;
+  /** The KMS key that receives the material. */
   kmsKeyArn: string;
   hsmKeyId: string;
   kcv: string;

@@ -15,6 +15,8 @@ export const ErrorType = {
   KmsRequestRejected: 'KmsRequestRejected',
   KmsAccessDenied: 'KmsAccessDenied',
   VerificationFailed: 'VerificationFailed',
+  /** The KMS has no ListKeyRotations / RotateKeyOnDemand (local-kms): native rotation cannot run there. */
+  NativeRotationUnsupported: 'NativeRotationUnsupported',
 
   HsmModuleNotFound: 'HsmModuleNotFound',
   HsmTokenNotFound: 'HsmTokenNotFound',

@@ -1,15 +1,17 @@
 // The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
 // import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
-import { ActivityFailure, ApplicationFailure, defineQuery, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { HsmActivities, HsmKeyRef } from '../activities/hsm';
-import type { ImportParameters, KeyVerification, KmsActivities, KmsKeyRef } from '../activities/kms';
+import { defineQuery, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { HsmKeyRef } from '../activities/hsm';
+import type { KeyVerification, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
-import { ErrorType } from './errors';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
-import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from './model';
+import { MaterialImport } from './material-import';
+import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
 import { progressReporter } from './progress';
+import { ensureKmsKey, hsm, kms } from './proxies';
 import type { OperationState } from './search-attributes';
+import { runStep } from './step-failure';
 
 export type { ImportKeyInput } from './import-request';
 
@@ -66,29 +68,6 @@ export interface ImportKeyResult {
 // Approvals arrive as the shared approve/reject messages of ./decisions.
 export const statusQuery = defineQuery<ImportStatus>('status');
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
-const kms = proxyActivities<KmsActivities>({
-  taskQueue: KMS_TASK_QUEUE,
-  startToCloseTimeout: '30s',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-// Finding the key a lost attempt created may scan every key of the account: long, so it heartbeats.
-const { ensureKmsKey } = proxyActivities<KmsActivities>({
-  taskQueue: KMS_TASK_QUEUE,
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-const hsm = proxyActivities<HsmActivities>({
-  taskQueue: HSM_TASK_QUEUE,
-  startToCloseTimeout: '1m',
-  scheduleToCloseTimeout: '1h',
-  retry,
-});
-
-const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
 /** Runs recorded before search attributes existed have no upserts in their history, and must not get any. */
 export const SEARCH_ATTRIBUTES_PATCH = 'byok-search-attributes';
 
@@ -103,9 +82,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   let failure: string | undefined;
   let kmsKey: KmsKeyRef | undefined;
   let hsmKey: HsmKeyRef | undefined;
-  let params: ImportParameters | undefined;
-  let encryptedKeyMaterial: string | undefined;
-  let tokenRefreshes = 0;
+  let material: MaterialImport | undefined;
   let decidedAt: string | undefined;
 
   // Known once both keys exist; decisions are refused until then, so each is bound to what gets imported.
@@ -122,12 +99,10 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       approvalsNeeded: gate.remaining,
       pendingApprovers: plan.approvers.filter((a) => a !== plan.requester && !gate.approvals.some((d) => d.approver === a)),
       approvalDeadline: deadline,
-      tokenValidTo: params && new Date(params.parametersValidTo),
-      tokenRefreshes,
+      tokenValidTo: material?.params && new Date(material.params.parametersValidTo),
+      tokenRefreshes: material?.tokenRefreshes ?? 0,
       activity: doing,
     });
-
-  const refreshAfter = (p: ImportParameters) => new Date(Date.parse(p.parametersValidTo) - plan.tokenSafetyMarginMs);
 
   const status = (): ImportStatus => ({
     step,
@@ -142,8 +117,11 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     wrappingAlgorithm: plan.wrappingAlgorithm,
     kmsKey: kmsKey && { keyId: kmsKey.keyId, keyArn: kmsKey.keyArn },
     hsmKey: hsmKey && { label: hsmKey.label, keyId: hsmKey.keyId, kcv: hsmKey.kcv },
-    importToken: params && { parametersValidTo: params.parametersValidTo, refreshAfter: refreshAfter(params).toISOString() },
-    tokenRefreshes,
+    importToken: material?.params && {
+      parametersValidTo: material.params.parametersValidTo,
+      refreshAfter: material.refreshAfter().toISOString(),
+    },
+    tokenRefreshes: material?.tokenRefreshes ?? 0,
     failure,
   });
 
@@ -155,43 +133,6 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     onDecided: () => report(gate.state === 'PENDING' ? 'waiting for approvals' : 'decided'),
   });
   setHandler(statusQuery, status);
-
-  const run = async <T>(what: string, call: () => Promise<T>): Promise<T> => {
-    try {
-      return await call();
-    } catch (err) {
-      throw stepFailure(what, err);
-    }
-  };
-
-  const wrapUnderFreshParameters = async (key: KmsKeyRef, target: HsmKeyRef) => {
-    step = 'WRAPPING';
-    report('getting a wrapping key and import token from KMS');
-    params = await run('GetParametersForImport', () =>
-      kms.getImportParameters.executeWithOptions({ summary: `GetParametersForImport for ${key.keyId} (${plan.wrappingAlgorithm}, ${plan.wrappingKeySpec})` }, [
-        { keyId: key.keyId, wrappingAlgorithm: plan.wrappingAlgorithm, wrappingKeySpec: plan.wrappingKeySpec },
-      ]),
-    );
-    report('wrapping the HSM key in the HSM');
-    const wrapped = await run('wrapping in the HSM', () =>
-      hsm.wrapKey.executeWithOptions({ summary: `Wrap HSM key ${target.label} (KCV ${target.kcv}) under the KMS wrapping key` }, [
-        { label: target.label, keyId: target.keyId, publicKey: params!.publicKey, wrappingAlgorithm: plan.wrappingAlgorithm },
-      ]),
-    );
-    encryptedKeyMaterial = wrapped.encryptedKeyMaterial;
-  };
-
-  const refreshToken = async (key: KmsKeyRef, target: HsmKeyRef, why: string) => {
-    if (tokenRefreshes >= plan.maxTokenRefreshes) {
-      throw ApplicationFailure.nonRetryable(
-        `import token ${why}, and the limit of ${plan.maxTokenRefreshes} token refreshes is reached`,
-        ErrorType.TokenRefreshLimit,
-      );
-    }
-    tokenRefreshes++;
-    log.info('refreshing import parameters', { why, tokenRefreshes });
-    await wrapUnderFreshParameters(key, target);
-  };
 
   const result = (outcome: ImportKeyResult['outcome'], extra: Partial<ImportKeyResult> = {}): ImportKeyResult => ({
     outcome,
@@ -206,7 +147,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     requester: plan.requester,
     approvals: gate.approvals,
     rejection: gate.rejection,
-    tokenRefreshes,
+    tokenRefreshes: material?.tokenRefreshes ?? 0,
     startedAt: startedAt.toISOString(),
     decidedAt,
     ...extra,
@@ -215,12 +156,12 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   try {
     report('preparing the KMS key and the HSM key');
     [kmsKey, hsmKey] = await Promise.all([
-      run('preparing the KMS key', () =>
+      runStep('preparing the KMS key', () =>
         ensureKmsKey.executeWithOptions({ summary: `${plan.createKmsKey ? 'Find or create' : 'Find'} the EXTERNAL KMS key of ${plan.alias}` }, [
           { alias: plan.alias, description: plan.description, createIfMissing: plan.createKmsKey, requestId: workflowId },
         ]),
       ),
-      run('preparing the HSM key', () =>
+      runStep('preparing the HSM key', () =>
         hsm.ensureHsmKey.executeWithOptions({ summary: `${plan.generateHsmKey ? 'Find or generate' : 'Find'} AES-256 key ${plan.hsmKeyLabel} in the HSM` }, [
           { label: plan.hsmKeyLabel, generate: plan.generateHsmKey },
         ]),
@@ -228,7 +169,19 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     ]);
     const key = kmsKey;
     const target = hsmKey;
-    await wrapUnderFreshParameters(key, target);
+    material = new MaterialImport({
+      keyId: key.keyId,
+      hsmKey: target,
+      wrappingAlgorithm: plan.wrappingAlgorithm,
+      wrappingKeySpec: plan.wrappingKeySpec,
+      tokenSafetyMarginMs: plan.tokenSafetyMarginMs,
+      maxTokenRefreshes: plan.maxTokenRefreshes,
+      onStep: (s, doing) => {
+        step = s;
+        report(doing);
+      },
+    });
+    await material.wrap();
 
     subject = subjectOf(plan, key, target);
     step = 'AWAITING_APPROVAL';
@@ -241,35 +194,12 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       return result(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED');
     }
 
-    step = 'IMPORTING';
-    if (Date.now() >= refreshAfter(params!).getTime()) {
-      await refreshToken(key, target, `valid only until ${params!.parametersValidTo}`);
-    }
-    for (;;) {
-      step = 'IMPORTING';
-      report('importing the wrapped key material into KMS');
-      try {
-        await kms.importKeyMaterial.executeWithOptions({ summary: `ImportKeyMaterial into ${key.keyId} (${plan.expirationModel})` }, [
-          {
-            keyId: key.keyId,
-            importToken: params!.importToken,
-            encryptedKeyMaterial: encryptedKeyMaterial!,
-            expirationModel: plan.expirationModel,
-            validTo: plan.validTo,
-          },
-        ]);
-        break;
-      } catch (err) {
-        const type = failureType(err);
-        if (!type || !TOKEN_ERRORS.includes(type)) throw stepFailure('ImportKeyMaterial', err);
-        await refreshToken(key, target, `refused by KMS (${type})`);
-      }
-    }
+    await material.importApproved({ expirationModel: plan.expirationModel, validTo: plan.validTo });
     const importedAt = new Date().toISOString();
 
     step = 'VERIFYING';
     report('verifying the key: Enabled, EXTERNAL, encrypt/decrypt');
-    const verification = await run('verifying the key', () =>
+    const verification = await runStep('verifying the key', () =>
       kms.verifyKey.executeWithOptions({ summary: `Verify ${key.keyId}: Enabled, EXTERNAL, encrypt/decrypt round trip` }, [
         { keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo },
       ]),
@@ -308,20 +238,4 @@ function subjectOf(plan: ImportPlan, key: KmsKeyRef, target: HsmKeyRef): Approva
     expirationModel: plan.expirationModel,
     validTo: plan.validTo,
   };
-}
-
-function failureType(err: unknown): string | undefined {
-  return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause.type ?? undefined : undefined;
-}
-
-/** Lifts an activity's typed failure to the workflow, naming the step, so the UI and CLI show one clear line. */
-function stepFailure(what: string, err: unknown): unknown {
-  if (!(err instanceof ActivityFailure)) return err;
-  const cause = err.cause instanceof Error ? err.cause : undefined;
-  return ApplicationFailure.create({
-    message: `${what} failed: ${cause?.message ?? err.message}`,
-    type: failureType(err) ?? 'ActivityFailed',
-    nonRetryable: true,
-    cause: err,
-  });
 }

@@ -1,2 +1,4 @@
 // The workflows the worker registers.
 export { importKey } from './import-key';
+export { rotateKey } from './rotate-key';
+export { rotateKeys } from './rotate-keys';

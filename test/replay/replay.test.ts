@@ -3,7 +3,9 @@
 // from the demo stack, recorded with
 //   .tools/bin/temporal workflow show -w import-demo -o json > test/replay/histories/<name>.json
 // import-key-token-refreshed from the time-skipping server with the fakes of test/workflow: an
-// approval after 25 h, then ExpiredImportTokenException, two refreshes.
+// approval after 25 h, then ExpiredImportTokenException, two refreshes. rotate-key-alias-swap (7 d
+// grace, deletion after 30 d) and rotate-key-native also from the time-skipping server with those
+// fakes, two approvals each (historyToJSON of fetchHistory()).
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
