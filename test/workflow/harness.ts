@@ -6,6 +6,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import '../quiet-runtime';
 import { tools } from '../../scripts/paths';
+import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { approvalQuery, approveUpdate } from '../../workflows/decisions';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
 import type { Fakes } from './fakes';
@@ -22,6 +23,8 @@ export async function harness(): Promise<Harness> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
+  // The import upserts the BYOK search attributes; unregistered, its workflow tasks would stall.
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
   const bundle: WorkflowBundleWithSourceMap = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
   return {
     env,
