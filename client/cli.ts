@@ -2,10 +2,11 @@
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { importCommands } from './import-commands';
+import { keygenCommands } from './keygen-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...keygenCommands, ...stackCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 

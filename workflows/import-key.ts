@@ -1,6 +1,6 @@
 // The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
 // import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
-import { ActivityFailure, ApplicationFailure, defineQuery, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { HsmActivities, HsmKeyRef } from '../activities/hsm';
 import type { ImportParameters, KeyVerification, KmsActivities, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
@@ -38,6 +38,8 @@ export interface ImportStatus {
   /** Query time is the last workflow task's time, so the caller judges validity with its own clock. */
   importToken?: { parametersValidTo: string; refreshAfter: string };
   tokenRefreshes: number;
+  /** false when the request turned signed decisions off. */
+  signedApprovals: boolean;
   failure?: string;
 }
 
@@ -90,7 +92,8 @@ const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTo
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
-  const plan = planImport(input, startedAt);
+  // Imports started before signed decisions existed carry no approver keys: they keep deciding unsigned.
+  const plan = planImport(patched('signed-approvals') ? input : { ...input, unsignedApprovals: true }, startedAt);
   const { workflowId } = workflowInfo();
   const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
   const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
@@ -124,6 +127,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     hsmKey: hsmKey && { label: hsmKey.label, keyId: hsmKey.keyId, kcv: hsmKey.kcv },
     importToken: params && { parametersValidTo: params.parametersValidTo, refreshAfter: refreshAfter(params).toISOString() },
     tokenRefreshes,
+    signedApprovals: plan.approverKeys !== null,
     failure,
   });
 
@@ -132,6 +136,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     deadline,
     subject: () => subject,
     notReady: () => `the import is still preparing the keys (${step})`,
+    approverKeys: plan.approverKeys,
   });
   setHandler(statusQuery, status);
 

@@ -30,8 +30,11 @@ let temporal: Connection;
 const cliOutput: string[] = [];
 const runs: Array<{ workflowId: string; runId: string }> = [];
 
+/** Approvers' key pairs (byok keygen) and where import reads their public keys. */
+let keysEnv: NodeJS.ProcessEnv;
+
 async function byok(...args: string[]): Promise<CliRun> {
-  const run = await runByok(args, info.env);
+  const run = await runByok(args, { ...info.env, ...keysEnv });
   cliOutput.push(run.stdout, run.stderr);
   return run;
 }
@@ -105,6 +108,8 @@ describe('byok on the real stack', () => {
     // The known key goes in before the worker opens the token.
     createKnownKey();
     info = await stackUp({ ...opts, worker: true });
+    keysEnv = { BYOK_KEYS_DIR: path.join(dir, 'approver-keys') };
+    for (const name of ['alice', 'bob', 'carol']) await ok('keygen', '--as', name);
     kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     temporal = await Connection.connect({ address: info.temporalAddress });
   });
