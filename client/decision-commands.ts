@@ -36,7 +36,8 @@ async function decideCommand(command: 'approve' | 'reject', args: string[]): Pro
     const before = await untilDecidable(handle);
     const decision: DecisionInput = { approver: v.as!, comment: v.comment };
     // Signed over the subject the workflow shows: if that differs from what it decides on, it refuses.
-    if (before.signedDecisions && before.subject) {
+    // Someone who is no approver has no key to sign with; the workflow's refusal says why.
+    if (before.signedDecisions && before.subject && before.approvers.includes(v.as!)) {
       const now = Date.now();
       decision.signed = signStatement(v.key ?? privateKeyPath(keysDir(), v.as!), {
         workflowId,

@@ -200,6 +200,14 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   });
 
   try {
+    // What the real KMS and HSM refuse (a key that is not EXTERNAL, a wrong PIN, a missing HSM key)
+    // is refused before either side creates a key, so a refused request leaves nothing behind.
+    if (patched('check-before-creating-keys')) {
+      await Promise.all([
+        run('checking the KMS key', () => kms.checkImportTarget({ alias: plan.alias, createIfMissing: plan.createKmsKey })),
+        run('checking the HSM key', () => hsm.checkHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+      ]);
+    }
     [kmsKey, hsmKey] = await Promise.all([
       run('preparing the KMS key', () =>
         ensureKmsKey({

@@ -29,6 +29,9 @@ export function fakes(): Fakes {
     if (fail) throw fail();
   };
   const kms: KmsActivities = {
+    async checkImportTarget(input) {
+      await called('checkImportTarget', input);
+    },
     async ensureKmsKey(input) {
       await called('ensureKmsKey', input);
       return { keyId: 'key-1', keyArn: 'arn:aws:kms:us-east-1:111122223333:key/key-1', created: true, keyState: 'PendingImport' };
@@ -49,6 +52,9 @@ export function fakes(): Fakes {
     },
   };
   const hsm: HsmActivities = {
+    async checkHsmKey(input) {
+      await called('checkHsmKey', input);
+    },
     async ensureHsmKey(input) {
       await called('ensureHsmKey', input);
       return { label: input.label, keyId: '0a0b0c', kcv: 'abcdef', created: true };
