@@ -1,12 +1,13 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
+import { evidenceCommands } from './evidence-commands';
 import { importCommands } from './import-commands';
 import { keygenCommands } from './keygen-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...keygenCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...keygenCommands, ...evidenceCommands, ...stackCommands };
 
 const MAIN_USAGE = `usage: byok <command> [options]
 
