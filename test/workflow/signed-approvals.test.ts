@@ -95,7 +95,13 @@ describe('signed decisions', () => {
   it('refuses unsigned, forged, replayed, tampered and expired decisions, and counts none of them', async () => {
     const f = fakes();
     await withWorkers(f, async () => {
+      // alice's valid approval of another request, kept to be sent to this one. That request ends
+      // first: while it waits, the test server could skip time to its deadline.
       const other = await awaitingApproval(request());
+      const replayed = await signedDecision(other, alice);
+      await other.executeUpdate(rejectUpdate, { args: [await signedDecision(other, carol, { decision: 'REJECT' })] });
+      assert.equal((await other.result()).outcome, 'REJECTED');
+
       const h = await awaitingApproval(request({ requiredApprovals: 1 }));
       const now = await env.currentTimeMs();
       assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] })), /requires signed decisions: no signed statement/);
@@ -103,8 +109,6 @@ describe('signed decisions', () => {
         await refusalOf(h.executeUpdate(approveUpdate, { args: [await signedDecision(h, alice, {}, carol.privateKey)] })),
         /signature does not verify with the public key configured for "alice"/,
       );
-      // alice's valid approval of the other request, sent to this one.
-      const replayed = await signedDecision(other, alice);
       assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [replayed] })), new RegExp(`for workflow "${other.workflowId}", not "${h.workflowId}"`));
       const { subject } = await h.query(approvalQuery);
       assert.match(
@@ -128,8 +132,6 @@ describe('signed decisions', () => {
       const view = await h.executeUpdate(approveUpdate, { args: [await signedDecision(h, alice)] });
       assert.deepEqual(view.approvals.map((a) => a.approver), ['alice']);
       assert.equal((await h.result()).outcome, 'IMPORTED');
-      await other.executeUpdate(rejectUpdate, { args: [await signedDecision(other, carol, { decision: 'REJECT' })] });
-      assert.equal((await other.result()).outcome, 'REJECTED');
     });
   });
 
