@@ -130,6 +130,7 @@ export async function buildEvidence(workflowId: string, history: History, conver
       record.closedAt = isoOf(e);
       const [result] = await decode<ImportKeyResult>(e.workflowExecutionCompletedEventAttributes.result);
       record.outcome = result.outcome;
+      record.alias = result.alias;
       const counted = [...result.approvals, ...(result.rejection ? [result.rejection] : [])];
       record.subject ??= counted[0]?.subject;
       // A signal cannot be seen to count from its event: the result says which did.
