@@ -1,19 +1,30 @@
 // The `byok` command line. Each concern's commands live in their own file; this one dispatches.
+import { withCodecHint } from '../codec/data-converter';
+import { codecCommands } from './codec-commands';
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
 import { evidenceCommands } from './evidence-commands';
 import { importCommands } from './import-commands';
 import { keygenCommands } from './keygen-commands';
+import { opsCommands } from './ops-commands';
 import { stackCommands } from './stack-commands';
 
 
-const COMMANDS: Record<string, Command> = { ...importCommands, ...decisionCommands, ...keygenCommands, ...evidenceCommands, ...stackCommands };
+const COMMANDS: Record<string, Command> = {
+  ...importCommands,
+  ...decisionCommands,
+  ...keygenCommands,
+  ...evidenceCommands,
+  ...opsCommands,
+  ...stackCommands,
+  ...codecCommands,
+};
 
 const MAIN_USAGE = `usage: byok <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(13)} ${c.summary}`)
   .join('\n')}
 
 Run "byok <command> --help" for a command's options.
@@ -32,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!command) throw new CliError(`unknown command "${name}"; run "byok --help"`, Exit.USAGE);
     return await command.run(args);
   } catch (err) {
-    console.error(`byok: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`byok: ${withCodecHint(err instanceof Error ? err.message : String(err))}`);
     return err instanceof CliError ? err.code : Exit.ERROR;
   }
 }

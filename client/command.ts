@@ -1,6 +1,7 @@
 // What every `byok` command shares: exit codes, usage errors, option parsing, the Temporal client.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Client, Connection, WorkflowNotFoundError, type Workflow, type WorkflowHandle } from '@temporalio/client';
+import { dataConverterFromEnv } from '../codec/data-converter';
 import { temporalSettings } from './connection';
 
 /** Exit codes scripts can rely on. */
@@ -52,13 +53,14 @@ export const print = (json: boolean | undefined, value: unknown, human: () => vo
 
 export async function connect(): Promise<{ client: Client; namespace: string; close: () => Promise<void> }> {
   const settings = temporalSettings();
+  const dataConverter = dataConverterFromEnv();
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey, connectTimeout: '5s' });
   } catch (err) {
     throw new CliError(`cannot reach Temporal at ${settings.address}: ${(err as Error).message} (is "byok stack up" running?)`, Exit.ERROR);
   }
-  return { client: new Client({ connection, namespace: settings.namespace }), namespace: settings.namespace, close: () => connection.close() };
+  return { client: new Client({ connection, namespace: settings.namespace, dataConverter }), namespace: settings.namespace, close: () => connection.close() };
 }
 
 /** Runs `fn` with a handle on `workflowId`, turning "not found" into one clear line. */

@@ -5,6 +5,7 @@ import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@tempo
 import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } from '../workflows/import-key';
 import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
+import { ByokAlias, ByokOperation, ByokRequester, ByokState } from '../workflows/search-attributes';
 import { approverKeysDir, readApproverKeys } from './approver-keys';
 import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
@@ -105,10 +106,22 @@ async function importCommand(args: string[]): Promise<number> {
       workflowIdConflictPolicy: 'FAIL',
       staticSummary: `Import ${plan.alias} from HSM key ${plan.hsmKeyLabel}`,
       staticDetails: `Requested by ${plan.requester}; needs ${plan.requiredApprovals} of ${plan.approvers.join(', ')}; wrapping ${plan.wrappingAlgorithm}.`,
+      // Listed at once, and a namespace without the BYOK search attributes refuses the start
+      // here instead of failing the workflow's tasks when it upserts them.
+      typedSearchAttributes: [
+        { key: ByokOperation, value: 'import' },
+        { key: ByokState, value: 'PREPARING' },
+        { key: ByokAlias, value: plan.alias },
+        { key: ByokRequester, value: plan.requester },
+      ],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       throw new CliError(`import: an import with workflow id "${workflowId}" is already running`, Exit.REFUSED);
+    }
+    const why = ((err as Error).cause as Error | undefined)?.message ?? '';
+    if (/search attribute/i.test(why)) {
+      throw new CliError(`import: ${why}: register the BYOK search attributes first (README, "Watching it")`, Exit.ERROR);
     }
     throw err;
   } finally {

@@ -1,7 +1,7 @@
 // Human-readable views of an import's status and result, for the terminal.
 import type { ImportKeyResult, ImportStatus } from '../workflows/import-key';
 
-function left(until: string, now: Date): string {
+export function left(until: string, now: Date): string {
   const ms = Date.parse(until) - now.getTime();
   if (ms <= 0) return 'passed';
   const minutes = Math.floor(ms / 60_000);

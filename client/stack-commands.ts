@@ -5,12 +5,14 @@ import { CliError, Exit, parse, showUsage, type Command } from './command';
 const STACK_USAGE = `usage: byok stack up|down|status
 
   up       start (or reuse) the Temporal dev server with its Web UI, local-kms, a SoftHSM2
-           token and the worker; safe to run twice
+           token, the codec server and the worker; payloads are encrypted with a demo codec
+           key (made on the first up, <dir>/codec/codec.keys); safe to run twice
   down     stop what "up" started; data is kept
   status   show each component
 
 Environment: BYOK_STACK_DIR (default .byok), BYOK_TEMPORAL_PORT (7233), BYOK_UI_PORT (8233),
-BYOK_KMS_PORT (4599), BYOK_TOKEN_LABEL (byok-demo), BYOK_DEMO_PIN / BYOK_DEMO_SO_PIN (demo token only).`;
+BYOK_KMS_PORT (4599), BYOK_CODEC_PORT (8081), BYOK_METRICS_PORT (worker's Prometheus endpoint; default none),
+BYOK_TOKEN_LABEL (byok-demo), BYOK_DEMO_PIN / BYOK_DEMO_SO_PIN (demo token only).`;
 
 async function stackCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, {});
@@ -24,6 +26,8 @@ async function stackCommand(args: string[]): Promise<number> {
       console.log(`  Web UI    ${info.uiUrl}`);
       console.log(`  local-kms ${info.kmsEndpoint}`);
       console.log(`  SoftHSM2  token "${info.tokenLabel}" (${info.softhsmConf})`);
+      if (info.codecServerUrl) console.log(`  codec     ${info.codecServerUrl} (payloads encrypted; key file ${info.env.BYOK_CODEC_KEY_FILE})`);
+      if (info.metricsUrl) console.log(`  metrics   ${info.metricsUrl}`);
       console.log(`  logs      ${info.logsDir}`);
       return Exit.OK;
     }

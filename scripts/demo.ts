@@ -36,6 +36,8 @@ async function main(): Promise<void> {
   await cli('result', workflowId);
 
   console.log(`\nTemporal Web UI: ${info.uiUrl} (this import: ${info.uiUrl}/namespaces/${info.namespace}/workflows/${workflowId})`);
+  console.log(`Payloads are encrypted in the history; the Web UI shows them decrypted through the codec server at ${info.codecServerUrl}.`);
+  console.log(`For the byok CLI in this shell: export ${Object.entries(info.env).filter(([k]) => k === 'BYOK_CODEC_KEY_FILE' || k.startsWith('TEMPORAL_')).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   console.log('The stack keeps running; stop it with "npx byok stack down".');
 }
 

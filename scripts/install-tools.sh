@@ -4,7 +4,7 @@
 #
 # A tool is reused when its binary exists and its stamp (.tools/stamps/<tool>) holds the pin
 # it was installed from, so a re-run is quick and changing a pin reinstalls just that tool.
-# TEMPORAL_CLI_PATH, TEMPORAL_TEST_SERVER_PATH, LOCAL_KMS_PATH and PKCS11_MODULE mean
+# TEMPORAL_CLI_PATH, TEMPORAL_TEST_SERVER_PATH, LOCAL_KMS_PATH, PKCS11_MODULE and CHROMIUM_PATH mean
 # "use mine": nothing is installed for that tool (scripts/paths.ts reads the same variables).
 set -euo pipefail
 
@@ -121,8 +121,27 @@ install_local_kms() {
   say local-kms "installed ${LOCAL_KMS_GO_MODULE#*@}"
 }
 
-# A system package: apt decides the version, so only its presence is checked. Debian splits it:
-# libsofthsm2 has the module, softhsm2 the softhsm2-util that initialises tokens.
+# System packages: apt decides the version, so only presence is checked (and the version warned about).
+apt_install() { # tool package
+  local sudo=()
+  if [[ $EUID -ne 0 ]]; then
+    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
+      die "$1 is missing. Run: sudo apt-get update && sudo apt-get install -y $2"
+    fi
+    sudo=(sudo -n)
+  fi
+  logged "$1" "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+  logged "$1" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" || die "apt-get install $2 failed"
+}
+
+warn_version() { # package tested-version
+  local version
+  version="$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not from apt")"
+  [[ "$version" == "$2"* ]] || warn "$1 is $version; the project is tested with $2"
+  printf '%s' "$version"
+}
+
+# Debian splits SoftHSM2: libsofthsm2 has the module, softhsm2 the softhsm2-util that initialises tokens.
 install_softhsm() {
   if [[ -n "${PKCS11_MODULE:-}" ]]; then
     [[ -f "$PKCS11_MODULE" ]] || die "PKCS11_MODULE=$PKCS11_MODULE does not exist"
@@ -131,23 +150,25 @@ install_softhsm() {
   fi
   local how=reused
   if [[ ! -f "$SOFTHSM2_MODULE" ]] || ! command -v "${SOFTHSM2_UTIL_PATH:-softhsm2-util}" >/dev/null; then
-    local sudo=()
-    if [[ $EUID -ne 0 ]]; then
-      if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
-        die "SoftHSM2 is missing ($SOFTHSM2_MODULE). Run: sudo apt-get update && sudo apt-get install -y $SOFTHSM2_APT_PACKAGE (or set PKCS11_MODULE to your PKCS#11 module)"
-      fi
-      sudo=(sudo -n)
-    fi
-    logged softhsm2 "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
-    logged softhsm2 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$SOFTHSM2_APT_PACKAGE" ||
-      die "apt-get install $SOFTHSM2_APT_PACKAGE failed"
+    apt_install softhsm2 "$SOFTHSM2_APT_PACKAGE"
     [[ -f "$SOFTHSM2_MODULE" ]] || die "$SOFTHSM2_APT_PACKAGE is installed but $SOFTHSM2_MODULE is not there"
     how=installed
   fi
-  local version
-  version="$(dpkg-query -W -f='${Version}' "$SOFTHSM2_APT_PACKAGE" 2>/dev/null || echo "not from apt")"
-  [[ "$version" == "$SOFTHSM2_VERSION"* ]] || warn "softhsm2 is $version; the project is tested with $SOFTHSM2_VERSION"
-  say softhsm2 "$how $version"
+  say softhsm2 "$how $(warn_version "$SOFTHSM2_APT_PACKAGE" "$SOFTHSM2_VERSION")"
+}
+
+install_chromium() {
+  if [[ -n "${CHROMIUM_PATH:-}" ]]; then
+    use_yours chromium "$CHROMIUM_PATH" CHROMIUM_PATH
+    return
+  fi
+  local how=reused
+  if [[ ! -x "$CHROMIUM_BIN" ]]; then
+    apt_install chromium "$CHROMIUM_APT_PACKAGE"
+    [[ -x "$CHROMIUM_BIN" ]] || die "$CHROMIUM_APT_PACKAGE is installed but $CHROMIUM_BIN is not there"
+    how=installed
+  fi
+  say chromium "$how $(warn_version "$CHROMIUM_APT_PACKAGE" "$CHROMIUM_VERSION")"
 }
 
 # npm writes node_modules/.package-lock.json on every install: older than package-lock.json
@@ -166,4 +187,5 @@ install_temporal_cli
 install_temporal_test_server
 install_local_kms
 install_softhsm
+install_chromium
 install_node_modules

@@ -21,4 +21,5 @@ export const tools = {
   localKms: process.env.LOCAL_KMS_PATH ?? path.join(toolsDir, 'bin', 'local-kms'),
   softhsmModule: process.env.PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so',
   softhsmUtil: process.env.SOFTHSM2_UTIL_PATH ?? 'softhsm2-util',
+  chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
 };

@@ -1,4 +1,5 @@
-// The local stack: Temporal dev server, local-kms, a SoftHSM token and, if asked, the worker.
+// The local stack: Temporal dev server, local-kms, a SoftHSM token and, if asked, the worker
+// and the payload codec with its codec server (the Web UI decrypts payloads through it).
 // The servers and the worker are detached processes that outlive the command that started them
 // (`byok stack up`), so `up`, `status` and `down` find them again through pid files.
 //
@@ -7,18 +8,22 @@
 // <dir>/temporal/         SQLite database of the dev server (kept by down)
 // <dir>/kms/              local-kms LevelDB (kept by down)
 // <dir>/softhsm/          token, softhsm2.conf and user.pin (kept by down)
+// <dir>/codec/codec.keys  the demo codec key, made by the first up with the codec (kept by down:
+//                         without it the payloads in the database cannot be read)
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
+import { codecKeyLine } from '../codec/keys';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { LOCAL_KMS_REGION, localKmsCommand } from './local-kms';
 import { canConnect } from './net';
 import { projectRoot, tools } from './paths';
 import { initSoftHsmToken, tokenExists } from './softhsm';
-import { temporalDevServerCommand } from './temporal-dev-server';
+import { registerSearchAttributes, temporalDevServerCommand } from './temporal-dev-server';
 
 export interface StackOptions {
   dir: string;
@@ -30,6 +35,10 @@ export interface StackOptions {
   pin: string;
   soPin: string;
   worker: boolean;
+  /** Encrypt payloads (codec keys in <dir>/codec) and serve the codec to the Web UI on this port; absent: payloads in clear. */
+  codec?: { port: number };
+  /** Where the worker serves Prometheus metrics (GET /metrics); undefined: none. */
+  metricsPort?: number;
 }
 
 export interface StackInfo {
@@ -41,6 +50,10 @@ export interface StackInfo {
   tokenLabel: string;
   softhsmConf: string;
   logsDir: string;
+  /** The codec server the Web UI decrypts payloads through, when the codec is on. */
+  codecServerUrl?: string;
+  /** The worker's Prometheus endpoint, if the stack has one. */
+  metricsUrl?: string;
   /** What a worker or CLI process needs to talk to this stack (no secrets: the PIN is in a file). */
   env: Record<string, string>;
 }
@@ -70,11 +83,13 @@ export function stackOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Stack
     temporalPort: portFrom(env, 'BYOK_TEMPORAL_PORT', 7233),
     uiPort: portFrom(env, 'BYOK_UI_PORT', 8233),
     kmsPort: portFrom(env, 'BYOK_KMS_PORT', 4599),
+    codec: { port: portFrom(env, 'BYOK_CODEC_PORT', 8081) },
     namespace: env.TEMPORAL_NAMESPACE || 'default',
     tokenLabel: env.BYOK_TOKEN_LABEL || 'byok-demo',
     pin: env.BYOK_DEMO_PIN || '1234',
     soPin: env.BYOK_DEMO_SO_PIN || '12345678',
     worker: true,
+    metricsPort: env.BYOK_METRICS_PORT ? portFrom(env, 'BYOK_METRICS_PORT', 0) : undefined,
   };
 }
 
@@ -97,6 +112,7 @@ function layout(opts: StackOptions) {
     softhsmDir,
     softhsmConf: path.join(softhsmDir, 'softhsm2.conf'),
     pinFile: path.join(softhsmDir, 'user.pin'),
+    codecKeyFile: path.join(opts.dir, 'codec', 'codec.keys'),
   };
 }
 
@@ -105,6 +121,7 @@ function stackInfo(opts: StackOptions): StackInfo {
   const temporalAddress = `${HOST}:${opts.temporalPort}`;
   const uiUrl = `http://${HOST}:${opts.uiPort}`;
   const kmsEndpoint = `http://${HOST}:${opts.kmsPort}`;
+  const codecServerUrl = opts.codec && `http://${HOST}:${opts.codec.port}`;
   return {
     temporalAddress,
     namespace: opts.namespace,
@@ -114,6 +131,8 @@ function stackInfo(opts: StackOptions): StackInfo {
     tokenLabel: opts.tokenLabel,
     softhsmConf: l.softhsmConf,
     logsDir: l.logs,
+    codecServerUrl,
+    metricsUrl: opts.metricsPort ? `http://${HOST}:${opts.metricsPort}/metrics` : undefined,
     env: {
       TEMPORAL_ADDRESS: temporalAddress,
       TEMPORAL_NAMESPACE: opts.namespace,
@@ -125,6 +144,7 @@ function stackInfo(opts: StackOptions): StackInfo {
       AWS_REGION: LOCAL_KMS_REGION,
       AWS_ENDPOINT_URL_KMS: kmsEndpoint,
       ...DUMMY_AWS_CREDENTIALS,
+      ...(opts.codec ? { BYOK_CODEC_KEY_FILE: l.codecKeyFile } : {}),
     },
   };
 }
@@ -329,6 +349,7 @@ function temporalLaunch(opts: StackOptions): Launch {
     dbFile: layout(opts).dbFile,
     namespace: opts.namespace,
     ip: HOST,
+    codecEndpoint: stackInfo(opts).codecServerUrl,
   });
   return { name: 'temporal', command, args, env: process.env };
 }
@@ -338,18 +359,47 @@ function localKmsLaunch(opts: StackOptions): Launch {
   return { name: 'local-kms', command, args, env: { ...process.env, ...env } };
 }
 
-function workerLaunch(info: StackInfo): Launch {
-  // The caller's Temporal, PKCS#11 and AWS settings (an API key, a PIN, a profile) would point
-  // the worker elsewhere or clash with the stack's own: the worker gets only the stack's.
+/**
+ * The caller's Temporal, PKCS#11, AWS and codec settings (an API key, a PIN, a profile, other
+ * codec keys) would point our processes elsewhere or clash with the stack's own: they get only the stack's.
+ */
+function stackEnv(info: StackInfo): NodeJS.ProcessEnv {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_)/.test(key)),
+    Object.entries(process.env).filter(([key]) => !/^(TEMPORAL_|PKCS11_|AWS_|SOFTHSM2_|BYOK_WORKER_|BYOK_CODEC_|BYOK_METRICS_|BYOK_LOG_)/.test(key)),
   );
+  return { ...inherited, ...info.env };
+}
+
+function workerLaunch(opts: StackOptions, info: StackInfo): Launch {
   return {
     name: 'worker',
     command: process.execPath,
     args: [path.join(projectRoot, 'dist', 'worker', 'main.js')],
-    env: { ...inherited, ...info.env, BYOK_WORKER_QUEUES: 'hsm,kms' },
+    env: {
+      ...stackEnv(info),
+      BYOK_WORKER_QUEUES: 'hsm,kms',
+      ...(opts.metricsPort ? { BYOK_METRICS_ADDRESS: `${HOST}:${opts.metricsPort}` } : {}),
+    },
   };
+}
+
+function codecServerLaunch(opts: StackOptions, info: StackInfo, { port }: { port: number }): Launch {
+  // Browsers send the UI's host as typed: the local UI is reached under both names.
+  const origins = [HOST, 'localhost'].flatMap((host) => ['--ui-origin', `http://${host}:${opts.uiPort}`]);
+  return {
+    name: 'codec-server',
+    command: process.execPath,
+    args: [path.join(projectRoot, 'bin', 'byok'), 'codec-server', '--host', HOST, '--port', String(port), ...origins],
+    env: stackEnv(info),
+  };
+}
+
+/** The demo codec key, made once: a new key would leave the payloads already stored unreadable. */
+async function ensureCodecKeyFile(file: string): Promise<void> {
+  if (existsSync(file)) return;
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const line = codecKeyLine(`demo-${randomBytes(4).toString('hex')}`, randomBytes(32));
+  await writeFile(file, `# byok demo stack codec key (first line encrypts; add a new one on top to rotate)\n${line}\n`, { mode: 0o600, flag: 'wx' });
 }
 
 async function writePinFile(file: string, pin: string): Promise<void> {
@@ -379,6 +429,7 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
     `no namespace "${opts.namespace}" at ${info.temporalAddress}`,
     SERVER_READY_MS,
   );
+  await withConnection(info.temporalAddress, (c) => registerSearchAttributes(c, opts.namespace));
   await ensureRunning(
     opts,
     localKmsLaunch(opts),
@@ -390,8 +441,20 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
   await initSoftHsmToken({ dir: l.softhsmDir, label: opts.tokenLabel, soPin: opts.soPin, pin: opts.pin });
   await writePinFile(l.pinFile, opts.pin);
 
+  if (opts.codec) {
+    const { port } = opts.codec;
+    await ensureCodecKeyFile(l.codecKeyFile);
+    await ensureRunning(
+      opts,
+      codecServerLaunch(opts, info, opts.codec),
+      [['codec server', port]],
+      () => canConnect(HOST, port),
+      `nothing listens on ${HOST}:${port}`,
+      SERVER_READY_MS,
+    );
+  }
   if (opts.worker) {
-    const spec = workerLaunch(info);
+    const spec = workerLaunch(opts, info);
     if (!existsSync(spec.args[0])) throw new Error(`worker: ${spec.args[0]} is missing; run: npm run build`);
     await ensureRunning(
       opts,
@@ -407,7 +470,9 @@ export async function stackUp(opts: StackOptions): Promise<StackInfo> {
 
 /** The processes up may have started, in the order down stops them (the worker first). */
 function launches(opts: StackOptions): Launch[] {
-  return [workerLaunch(stackInfo(opts)), localKmsLaunch(opts), temporalLaunch(opts)];
+  const info = stackInfo(opts);
+  const codec = opts.codec ? [codecServerLaunch(opts, info, opts.codec)] : [];
+  return [workerLaunch(opts, info), ...codec, localKmsLaunch(opts), temporalLaunch(opts)];
 }
 
 /** Stops the processes up started (SIGTERM to the group, SIGKILL after 10 s); keeps all data. */
@@ -452,6 +517,10 @@ export async function stackStatus(opts: StackOptions): Promise<ComponentStatus[]
     'local-kms': async () => {
       const up = await canConnect(HOST, opts.kmsPort);
       return [up, up ? info.kmsEndpoint : `${info.kmsEndpoint} does not answer`];
+    },
+    'codec-server': async () => {
+      const up = await canConnect(HOST, opts.codec?.port ?? 0);
+      return [up, up ? `${info.codecServerUrl}, for the Web UI` : `${info.codecServerUrl} does not answer`];
     },
     worker: async () => {
       const up = await workerPolling(info.temporalAddress, opts.namespace);

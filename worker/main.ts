@@ -7,24 +7,37 @@ import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createHsmActivities } from '../activities/hsm';
 import { createKmsActivities, kmsClient } from '../activities/kms';
 import { temporalSettings } from '../client/connection';
+import { dataConverterFromEnv } from '../codec/data-converter';
+import { CodecKeyError } from '../codec/keys';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
 import { ConfigError, hsmSettings, kmsSettings, parseQueues } from './config';
+import { callLatency, installTelemetry, telemetrySettings } from './telemetry';
 
-const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL]
+const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL] [--metrics-address IP:PORT] [--log-format human|json]
 
 Environment:
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS,
   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
   TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME
   BYOK_WORKER_QUEUES               same as --queues (default hsm,kms)
+  BYOK_METRICS_ADDRESS             same as --metrics-address: Prometheus GET /metrics (default off)
+  BYOK_LOG_FORMAT                  same as --log-format (default human)
   PKCS11_MODULE                    PKCS#11 library (default /usr/lib/softhsm/libsofthsm2.so)
   PKCS11_TOKEN_LABEL               token holding the keys
   PKCS11_PIN | PKCS11_PIN_FILE     user PIN, or a file (mode 600) holding it
+  BYOK_CODEC_KEYS | BYOK_CODEC_KEY_FILE
+                                   payload codec keys, or a file (mode 600) holding them
   AWS_REGION, AWS_ENDPOINT_URL_KMS AWS credentials come from the SDK's default chain`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { queues: { type: 'string' }, 'kms-endpoint': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      queues: { type: 'string' },
+      'kms-endpoint': { type: 'string' },
+      'metrics-address': { type: 'string' },
+      'log-format': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     console.log(USAGE);
@@ -35,7 +48,10 @@ async function main(): Promise<void> {
   const temporal = temporalSettings();
   const hsmConfig = queues.includes('hsm') ? hsmSettings(process.env) : undefined;
   const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
+  const dataConverter = dataConverterFromEnv();
+  const telemetry = telemetrySettings(process.env, values);
 
+  installTelemetry(telemetry);
   const log = Runtime.instance().logger;
   const connection = await NativeConnection.connect({ address: temporal.address, tls: temporal.tls, apiKey: temporal.apiKey });
   const hsm = hsmConfig && createHsmActivities(hsmConfig);
@@ -46,15 +62,24 @@ async function main(): Promise<void> {
         await Worker.create({
           connection,
           namespace: temporal.namespace,
+          dataConverter,
           taskQueue: KMS_TASK_QUEUE,
           workflowsPath: require.resolve('../workflows'),
           activities: createKmsActivities(kmsClient(kmsConfig)),
+          interceptors: { activity: [callLatency] },
         }),
       );
     }
     if (hsm) {
       workers.push(
-        await Worker.create({ connection, namespace: temporal.namespace, taskQueue: HSM_TASK_QUEUE, activities: hsm.activities }),
+        await Worker.create({
+          connection,
+          namespace: temporal.namespace,
+          dataConverter,
+          taskQueue: HSM_TASK_QUEUE,
+          activities: hsm.activities,
+          interceptors: { activity: [callLatency] },
+        }),
       );
     }
     log.info('byok worker started', {
@@ -65,6 +90,8 @@ async function main(): Promise<void> {
       tokenLabel: hsmConfig?.tokenLabel,
       kmsRegion: kmsConfig?.region,
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
+      payloadCodec: dataConverter ? 'AES-256-GCM' : 'none (payloads in clear)',
+      metrics: telemetry.metricsAddress ? `http://${telemetry.metricsAddress}/metrics` : 'off',
     });
     const runs = workers.map((w) => w.run());
     try {
@@ -82,6 +109,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(`byok-worker: ${err instanceof ConfigError ? err.message : err?.stack ?? err}`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
+  const config = err instanceof ConfigError || err instanceof CodecKeyError;
+  console.error(`byok-worker: ${config ? err.message : err?.stack ?? err}`);
+  process.exit(config ? 2 : 1);
 });

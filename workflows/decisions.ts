@@ -46,6 +46,8 @@ export interface DecisionsOptions {
   subject: () => ApprovalSubject | undefined;
   /** Why nothing can be decided yet, e.g. the step the workflow is in. */
   notReady: () => string;
+  /** Called after each decision that counted, e.g. to publish the approvals still needed. */
+  onDecided?: () => void;
   /**
    * Each approver's Ed25519 public key (hex): decisions must be signed with it. null turns
    * signatures off: an explicit choice of the request, logged here and shown by the caller.
@@ -54,7 +56,7 @@ export interface DecisionsOptions {
 }
 
 /** Installs the approve/reject signals and updates and the approval query. */
-export function acceptDecisions({ gate, deadline, subject, notReady, approverKeys }: DecisionsOptions): void {
+export function acceptDecisions({ gate, deadline, subject, notReady, onDecided, approverKeys }: DecisionsOptions): void {
   const { workflowId } = workflowInfo();
   if (!approverKeys) log.warn('approval signatures are off for this request: decisions are not signed', { workflowId });
   const view = (): ApprovalView => ({
@@ -94,6 +96,7 @@ export function acceptDecisions({ gate, deadline, subject, notReady, approverKey
     if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
     const signed = approverKeys ? d!.signed : undefined;
     gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject()!, signed });
+    onDecided?.();
     return view();
   };
   const signalled = (decision: Decision['decision']) => (d: DecisionInput) => {

@@ -8,6 +8,8 @@ import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE, type ExpirationModel, type WrappingAlgorithm, type WrappingKeySpec } from './model';
+import { progressReporter } from './progress';
+import type { OperationState } from './search-attributes';
 
 export type { ImportKeyInput } from './import-request';
 
@@ -89,6 +91,8 @@ const hsm = proxyActivities<HsmActivities>({
 });
 
 const TOKEN_ERRORS: string[] = [ErrorType.ImportTokenExpired, ErrorType.ImportTokenInvalid];
+/** Runs recorded before search attributes existed have no upserts in their history, and must not get any. */
+export const SEARCH_ATTRIBUTES_PATCH = 'byok-search-attributes';
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
@@ -109,6 +113,22 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   // Known once both keys exist; decisions are refused until then, so each is bound to what gets imported.
   let subject: ApprovalSubject | undefined;
+
+  const progress = progressReporter('import', { searchAttributes: patched(SEARCH_ATTRIBUTES_PATCH) });
+  /** Publishes the step (search attributes, the UI's current details, metrics); `doing` says what happens now. */
+  const report = (doing: string) =>
+    progress.report({
+      state: operationState(step, decidedAt !== undefined),
+      alias: plan.alias,
+      requester: plan.requester,
+      kmsKeyId: kmsKey?.keyId,
+      approvalsNeeded: gate.remaining,
+      pendingApprovers: plan.approvers.filter((a) => a !== plan.requester && !gate.approvals.some((d) => d.approver === a)),
+      approvalDeadline: deadline,
+      tokenValidTo: params && new Date(params.parametersValidTo),
+      tokenRefreshes,
+      activity: doing,
+    });
 
   const refreshAfter = (p: ImportParameters) => new Date(Date.parse(p.parametersValidTo) - plan.tokenSafetyMarginMs);
 
@@ -136,6 +156,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     deadline,
     subject: () => subject,
     notReady: () => `the import is still preparing the keys (${step})`,
+    onDecided: () => report(gate.state === 'PENDING' ? 'waiting for approvals' : 'decided'),
     approverKeys: plan.approverKeys,
   });
   setHandler(statusQuery, status);
@@ -150,20 +171,17 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   const wrapUnderFreshParameters = async (key: KmsKeyRef, target: HsmKeyRef) => {
     step = 'WRAPPING';
+    report('getting a wrapping key and import token from KMS');
     params = await run('GetParametersForImport', () =>
-      kms.getImportParameters({
-        keyId: key.keyId,
-        wrappingAlgorithm: plan.wrappingAlgorithm,
-        wrappingKeySpec: plan.wrappingKeySpec,
-      }),
+      kms.getImportParameters.executeWithOptions({ summary: `GetParametersForImport for ${key.keyId} (${plan.wrappingAlgorithm}, ${plan.wrappingKeySpec})` }, [
+        { keyId: key.keyId, wrappingAlgorithm: plan.wrappingAlgorithm, wrappingKeySpec: plan.wrappingKeySpec },
+      ]),
     );
+    report('wrapping the HSM key in the HSM');
     const wrapped = await run('wrapping in the HSM', () =>
-      hsm.wrapKey({
-        label: target.label,
-        keyId: target.keyId,
-        publicKey: params!.publicKey,
-        wrappingAlgorithm: plan.wrappingAlgorithm,
-      }),
+      hsm.wrapKey.executeWithOptions({ summary: `Wrap HSM key ${target.label} (KCV ${target.kcv}) under the KMS wrapping key` }, [
+        { label: target.label, keyId: target.keyId, publicKey: params!.publicKey, wrappingAlgorithm: plan.wrappingAlgorithm },
+      ]),
     );
     encryptedKeyMaterial = wrapped.encryptedKeyMaterial;
   };
@@ -200,6 +218,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   });
 
   try {
+    report('preparing the KMS key and the HSM key');
     // What the real KMS and HSM refuse (a key that is not EXTERNAL, a wrong PIN, a missing HSM key)
     // is refused before either side creates a key, so a refused request leaves nothing behind.
     if (patched('check-before-creating-keys')) {
@@ -210,14 +229,15 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     }
     [kmsKey, hsmKey] = await Promise.all([
       run('preparing the KMS key', () =>
-        ensureKmsKey({
-          alias: plan.alias,
-          description: plan.description,
-          createIfMissing: plan.createKmsKey,
-          requestId: workflowId,
-        }),
+        ensureKmsKey.executeWithOptions({ summary: `${plan.createKmsKey ? 'Find or create' : 'Find'} the EXTERNAL KMS key of ${plan.alias}` }, [
+          { alias: plan.alias, description: plan.description, createIfMissing: plan.createKmsKey, requestId: workflowId },
+        ]),
       ),
-      run('preparing the HSM key', () => hsm.ensureHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+      run('preparing the HSM key', () =>
+        hsm.ensureHsmKey.executeWithOptions({ summary: `${plan.generateHsmKey ? 'Find or generate' : 'Find'} AES-256 key ${plan.hsmKeyLabel} in the HSM` }, [
+          { label: plan.hsmKeyLabel, generate: plan.generateHsmKey },
+        ]),
+      ),
     ]);
     const key = kmsKey;
     const target = hsmKey;
@@ -225,10 +245,12 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
     subject = subjectOf(plan, key, target);
     step = 'AWAITING_APPROVAL';
+    report('waiting for approvals');
     await awaitDecision(gate, deadline);
     decidedAt = new Date().toISOString();
     if (gate.state !== 'APPROVED') {
       step = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';
+      report(gate.state === 'REJECTED' ? `rejected by ${gate.rejection!.approver}; nothing imported` : 'no quorum by the deadline; nothing imported');
       return result(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED');
     }
 
@@ -238,14 +260,17 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     }
     for (;;) {
       step = 'IMPORTING';
+      report('importing the wrapped key material into KMS');
       try {
-        await kms.importKeyMaterial({
-          keyId: key.keyId,
-          importToken: params!.importToken,
-          encryptedKeyMaterial: encryptedKeyMaterial!,
-          expirationModel: plan.expirationModel,
-          validTo: plan.validTo,
-        });
+        await kms.importKeyMaterial.executeWithOptions({ summary: `ImportKeyMaterial into ${key.keyId} (${plan.expirationModel})` }, [
+          {
+            keyId: key.keyId,
+            importToken: params!.importToken,
+            encryptedKeyMaterial: encryptedKeyMaterial!,
+            expirationModel: plan.expirationModel,
+            validTo: plan.validTo,
+          },
+        ]);
         break;
       } catch (err) {
         const type = failureType(err);
@@ -256,15 +281,34 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     const importedAt = new Date().toISOString();
 
     step = 'VERIFYING';
+    report('verifying the key: Enabled, EXTERNAL, encrypt/decrypt');
     const verification = await run('verifying the key', () =>
-      kms.verifyKey({ keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo }),
+      kms.verifyKey.executeWithOptions({ summary: `Verify ${key.keyId}: Enabled, EXTERNAL, encrypt/decrypt round trip` }, [
+        { keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo },
+      ]),
     );
     step = 'DONE';
+    report(`imported into ${key.keyArn}`);
     return result('IMPORTED', { importedAt, verification });
   } catch (err) {
     step = 'FAILED';
     failure = err instanceof Error ? err.message : String(err);
+    report(failure);
     throw err;
+  }
+}
+
+/** The state shared by every operation, from the import's finer steps. */
+function operationState(step: ImportStep, decided: boolean): OperationState {
+  switch (step) {
+    case 'PREPARING_KEYS':
+      return 'PREPARING';
+    case 'WRAPPING': // before approval: preparing; after it: a token refresh on the way to the import
+      return decided ? 'IMPORTING' : 'PREPARING';
+    case 'VERIFYING':
+      return 'IMPORTING';
+    default:
+      return step;
   }
 }
 

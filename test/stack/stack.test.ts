@@ -1,5 +1,5 @@
-// The local stack with real processes: Temporal dev server, local-kms and a SoftHSM token in a
-// temporary folder on free ports (the worker is left out: it is tested with the import).
+// The local stack with real processes: Temporal dev server, local-kms, a SoftHSM token and the
+// codec server in a temporary folder on free ports (the worker is left out: it is tested with the import).
 // The tests run in order and share one stack.
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
@@ -10,19 +10,27 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateKeyCommand, DescribeKeyCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { codecKeysFromEnv } from '../../codec/keys';
+import { AesGcmPayloadCodec } from '../../codec/payload-codec';
+import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { runByok } from '../byok-cli';
 import { canConnect, freePort } from '../../scripts/net';
 import { stackDown, stackStatus, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
 let opts: StackOptions;
 let info: StackInfo;
 const WORKFLOW_ID = 'stack-test-persisted';
 let kmsKeyId: string;
+let codecKeyText: string;
 
 before(async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-stack-'));
   const ports = new Set<number>();
-  while (ports.size < 3) ports.add(await freePort());
-  const [temporalPort, uiPort, kmsPort] = [...ports];
+  while (ports.size < 4) ports.add(await freePort());
+  const [temporalPort, uiPort, kmsPort, codecPort] = [...ports];
   opts = {
     dir,
     temporalPort,
@@ -33,6 +41,7 @@ before(async () => {
     pin: '4321',
     soPin: '87654321',
     worker: false,
+    codec: { port: codecPort },
   };
 });
 
@@ -108,7 +117,33 @@ test('up starts the dev server, local-kms and the token', async () => {
   assert.equal(byName.temporal.running, true, byName.temporal.detail);
   assert.equal(byName['local-kms'].running, true, byName['local-kms'].detail);
   assert.equal(byName['softhsm-token'].running, true, byName['softhsm-token'].detail);
+  assert.equal(byName['codec-server'].running, true, byName['codec-server'].detail);
   assert.equal(byName.worker.running, false);
+});
+
+test('up makes a private codec key file, serves the codec to the UI origin and points the Web UI at it', async () => {
+  const keyFile = info.env.BYOK_CODEC_KEY_FILE;
+  assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+  const keys = codecKeysFromEnv({ BYOK_CODEC_KEY_FILE: keyFile });
+  assert.match(keys?.current.id ?? '', /^demo-[0-9a-f]{8}$/);
+  assert.ok(!Object.values(info.env).some((v) => v.includes(keys!.current.key.toString('base64'))), 'the key is not in the stack env');
+  // The dev server's UI tells the browser where the codec server is.
+  const settings = (await (await fetch(`${info.uiUrl}/api/v1/settings`)).json()) as { Codec: { Endpoint: string } };
+  assert.equal(settings.Codec.Endpoint, info.codecServerUrl);
+  // What the browser does: preflight from the UI's origin, then decode what the codec encrypted.
+  const preflight = await fetch(`${info.codecServerUrl}/decode`, { method: 'OPTIONS', headers: { Origin: info.uiUrl, 'Access-Control-Request-Method': 'POST' } });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), info.uiUrl);
+  const [encoded] = await new AesGcmPayloadCodec(keys!).encode([defaultPayloadConverter.toPayload('probe')]);
+  const decoded = await fetch(`${info.codecServerUrl}/decode`, {
+    method: 'POST',
+    headers: { Origin: info.uiUrl, 'Content-Type': 'application/json', 'X-Namespace': opts.namespace },
+    body: JSON.stringify(payloadsToJson([encoded])),
+  });
+  assert.equal(decoded.status, 200);
+  assert.equal(defaultPayloadConverter.fromPayload(payloadsFromJson(await decoded.json())[0]), 'probe');
+  const foreign = await fetch(`${info.codecServerUrl}/decode`, { method: 'OPTIONS', headers: { Origin: 'http://127.0.0.1:1', 'Access-Control-Request-Method': 'POST' } });
+  assert.equal(foreign.status, 403);
 });
 
 test('a second up reuses the running processes', async () => {
@@ -118,13 +153,33 @@ test('a second up reuses the running processes', async () => {
   assert.deepEqual(await runningPids(), before);
 });
 
+test('up registers the BYOK search attributes, also in a database that lacks them', async () => {
+  const registered = () =>
+    withTemporal(async (_client, connection) => (await connection.operatorService.listSearchAttributes({ namespace: info.namespace })).customAttributes ?? {});
+  const expected = Object.fromEntries(SEARCH_ATTRIBUTES.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)]));
+  assert.deepEqual(await registered(), expected);
+  // As in a database created before the attributes existed, which --search-attribute leaves alone.
+  await withTemporal((_client, connection) =>
+    connection.operatorService.removeSearchAttributes({ namespace: info.namespace, searchAttributes: ['ByokState', 'ByokPendingApprovers'] }),
+  );
+  assert.ok(!('ByokState' in (await registered())));
+  // Then an import is refused at start, not left with failing workflow tasks.
+  const refused = await runByok(['import', '--alias', 'no-attributes', '--approvers', 'alice', '--requester', 'rita'], info.env);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /no mapping defined for search attribute ByokState: register the BYOK search attributes first/);
+  await stackUp(opts);
+  assert.deepEqual(await registered(), expected);
+});
+
 test('down stops the processes it started and removes their pid files', async () => {
+  codecKeyText = await readFile(info.env.BYOK_CODEC_KEY_FILE, 'utf8');
   const pids = await runningPids();
   await stackDown(opts);
   for (const [name, pid] of Object.entries(pids)) assert.equal(processRuns(pid), false, `${name} (pid ${pid}) still runs`);
   assert.equal(await canConnect('127.0.0.1', opts.temporalPort), false);
   assert.equal(await canConnect('127.0.0.1', opts.kmsPort), false);
-  for (const name of ['temporal', 'local-kms']) {
+  assert.equal(await canConnect('127.0.0.1', opts.codec!.port), false);
+  for (const name of ['temporal', 'local-kms', 'codec-server']) {
     await assert.rejects(readFile(path.join(opts.dir, 'pids', `${name}.pid`)), { code: 'ENOENT' });
   }
   const status = await stackStatus(opts);
@@ -133,6 +188,7 @@ test('down stops the processes it started and removes their pid files', async ()
     [
       ['temporal', false],
       ['local-kms', false],
+      ['codec-server', false],
       ['worker', false],
     ],
   );
@@ -147,6 +203,7 @@ test('a later up replaces a stale pid file and finds the data from before down',
 
   const description = await withTemporal((client) => client.workflow.getHandle(WORKFLOW_ID).describe());
   assert.equal(description.status.name, 'RUNNING');
+  assert.equal(await readFile(info.env.BYOK_CODEC_KEY_FILE, 'utf8'), codecKeyText, 'the codec key survives down and up');
   const kms = kmsClient();
   const key = await kms.send(new DescribeKeyCommand({ KeyId: kmsKeyId }));
   assert.equal(key.KeyMetadata?.KeyId, kmsKeyId);

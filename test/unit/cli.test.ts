@@ -5,7 +5,7 @@ import { freePort } from '../../scripts/net';
 import { runByok as byok } from '../byok-cli';
 
 describe('byok CLI without a server', () => {
-  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'keygen', 'stack']) {
+  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'keygen', 'evidence', 'stack', 'codec-server']) {
     it(`prints help for ${command}`, async () => {
       const run = await byok([command, '--help']);
       assert.equal(run.code, 0);

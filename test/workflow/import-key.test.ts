@@ -3,12 +3,25 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { workflowMetadataQuery } from '@temporalio/workflow';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import '../quiet-runtime';
 import { tools } from '../../scripts/paths';
+import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { approveSignal, approveUpdate, rejectUpdate } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
+import {
+  ByokAlias,
+  ByokApprovalDeadline,
+  ByokApprovalsNeeded,
+  ByokKmsKeyId,
+  ByokOperation,
+  ByokPendingApprovers,
+  ByokRequester,
+  ByokState,
+  ByokTokenValidTo,
+} from '../../workflows/search-attributes';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
 import { fakes, tokenExpired, tokenInvalid, type Fakes } from './fakes';
 
@@ -20,6 +33,8 @@ before(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
+  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
   bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
 });
 after(async () => {
@@ -262,6 +277,40 @@ describe('importKey workflow', () => {
       const failure = await failureOf(h.result());
       assert.equal(failure.type, 'TokenRefreshLimit');
       assert.equal(f.calls.importKeyMaterial, undefined);
+    });
+  });
+
+  it('publishes its state, who may still approve and the token validity as search attributes and current details', async () => {
+    const f = fakes();
+    await withWorkers(f, async () => {
+      const h = await awaitingApproval(request());
+      const attributes = async () => (await h.describe()).typedSearchAttributes;
+      const currentDetails = async () => (await h.query(workflowMetadataQuery)).currentDetails ?? '';
+      let sa = await attributes();
+      assert.equal(sa.get(ByokOperation), 'import');
+      assert.equal(sa.get(ByokState), 'AWAITING_APPROVAL');
+      assert.equal(sa.get(ByokAlias), 'alias/payments');
+      assert.equal(sa.get(ByokRequester), 'rita');
+      assert.equal(sa.get(ByokKmsKeyId), 'key-1');
+      assert.equal(sa.get(ByokApprovalsNeeded), 2);
+      assert.deepEqual(sa.get(ByokPendingApprovers), ['alice', 'bob', 'carol']);
+      const { importToken, approvalDeadline } = await h.query(statusQuery);
+      assert.equal(sa.get(ByokTokenValidTo)?.toISOString(), importToken?.parametersValidTo);
+      assert.equal(sa.get(ByokApprovalDeadline)?.toISOString(), approvalDeadline);
+      assert.match(await currentDetails(), /^\*\*AWAITING_APPROVAL\*\*: waiting for approvals[\s\S]*2 more approval\(s\) needed; may still decide: alice, bob, carol/);
+
+      await approve(h, 'alice');
+      sa = await attributes();
+      assert.equal(sa.get(ByokApprovalsNeeded), 1);
+      assert.deepEqual(sa.get(ByokPendingApprovers), ['bob', 'carol']);
+
+      await approve(h, 'carol');
+      await h.result();
+      sa = await attributes();
+      assert.equal(sa.get(ByokState), 'DONE');
+      assert.equal(sa.get(ByokApprovalsNeeded), 0);
+      assert.equal(sa.get(ByokPendingApprovers), undefined, 'nobody is asked once it is decided');
+      assert.match(await currentDetails(), /^\*\*DONE\*\*: imported into arn:aws:kms:/);
     });
   });
 
