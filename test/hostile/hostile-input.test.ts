@@ -21,6 +21,7 @@ import { freePort } from '../../scripts/net';
 import { tools } from '../../scripts/paths';
 import { importKey, type ImportKeyInput } from '../../workflows/import-key';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
+import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { runByok } from '../byok-cli';
 import { PIN, TOKEN_LABEL, makeToken, type SoftHsmToken } from '../hsm/softhsm-fixture';
 import { countKeys, startKmsFixture, type KmsFixture } from '../kms/local-kms-fixture';
@@ -102,6 +103,8 @@ before(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
+  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
   bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
 
   // What the cases find already there: set up before any count is taken.

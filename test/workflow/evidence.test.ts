@@ -14,6 +14,7 @@ import { projectRoot, tools } from '../../scripts/paths';
 import { approvalQuery, approveSignal, approveUpdate } from '../../workflows/decisions';
 import { importKey } from '../../workflows/import-key';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
+import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { approver, keysOf, signStatement, statementFor, type Approver } from '../signing-fixture';
 import { fakes } from './fakes';
 
@@ -30,6 +31,8 @@ before(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
+  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
   bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
 
   // One signed import: alice approves, 25 h pass (the token is refreshed), carol's unsigned signal

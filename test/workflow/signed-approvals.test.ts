@@ -10,6 +10,7 @@ import { tools } from '../../scripts/paths';
 import { approvalQuery, approveSignal, approveUpdate, rejectUpdate, type DecisionInput } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput } from '../../workflows/import-key';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
+import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { approver, keysOf, signStatement, statementFor, type Approver } from '../signing-fixture';
 import { fakes, type Fakes } from './fakes';
 
@@ -22,6 +23,8 @@ before(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
+  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
+  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
   bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
 });
 after(async () => {
