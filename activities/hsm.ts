@@ -59,6 +59,14 @@ export interface WrappedKey {
 export function createHsmActivities(config: HsmConfig) {
   const hsm = new HsmConnection(config);
   const activities = {
+    /**
+     * Read-only: refuses, before anything is created on either side, what ensureHsmKey would
+     * refuse: no such module or token, a wrong PIN, a missing key that may not be generated, an
+     * unsuitable or ambiguous one.
+     */
+    async checkHsmKey(input: EnsureHsmKeyInput): Promise<void> {
+      hsm.use((session) => checkKey(session, config.tokenLabel, input));
+    },
     async ensureHsmKey(input: EnsureHsmKeyInput): Promise<HsmKeyRef> {
       return hsm.use((session) => ensureKey(session, config.tokenLabel, input));
     },
@@ -269,13 +277,13 @@ function describeHsm(module: Module, token: Token): string {
   return `${token.manufacturerID} ${token.model} (${path.basename(module.libFile)}: ${library})`;
 }
 
-function ensureKey(session: Session, tokenLabel: string, { label, generate }: EnsureHsmKeyInput): HsmKeyRef {
-  // Find before generate: a retried activity finds the key its first attempt created.
+/** The suitable key labelled `label`, undefined if there is none and it may be generated. */
+function checkKey(session: Session, tokenLabel: string, { label, generate }: EnsureHsmKeyInput): SecretKey | undefined {
   const keys = findSecretKeys(session, { label });
   if (keys.length > 1) throw ambiguous(keys.length, `labelled "${label}"`, tokenLabel);
   if (keys.length === 1) {
     assertSuitable(label, keys[0]);
-    return keyRef(session, label, keys[0], false);
+    return keys[0];
   }
   if (!generate) {
     throw ApplicationFailure.nonRetryable(
@@ -283,7 +291,14 @@ function ensureKey(session: Session, tokenLabel: string, { label, generate }: En
       ErrorType.HsmKeyNotFound,
     );
   }
-  return keyRef(session, label, generateKey(session, label), true);
+  return undefined;
+}
+
+function ensureKey(session: Session, tokenLabel: string, input: EnsureHsmKeyInput): HsmKeyRef {
+  // Find before generate: a retried activity finds the key its first attempt created.
+  const existing = checkKey(session, tokenLabel, input);
+  if (existing) return keyRef(session, input.label, existing, false);
+  return keyRef(session, input.label, generateKey(session, input.label), true);
 }
 
 function findSecretKeys(session: Session, template: ITemplate): SecretKey[] {

@@ -1,7 +1,7 @@
 // AWS KMS side of the import: find or create the EXTERNAL key, fetch import parameters, import the
 // wrapped material, verify the result. Every KMS call goes through one error classifier, so the
 // workflow sees stable ApplicationFailure types (workflows/errors.ts) and only transient failures retry.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createPublicKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import {
   CreateAliasCommand,
   CreateKeyCommand,
@@ -37,6 +37,11 @@ export interface EnsureKmsKeyInput {
   createIfMissing: boolean;
   /** The workflow id; every key we create is tagged with it so a retry finds it instead of creating another. */
   requestId: string;
+}
+export interface CheckImportTargetInput {
+  alias: string;
+  /** false: the alias must already exist (else UnknownAlias). */
+  createIfMissing: boolean;
 }
 export interface KmsKeyRef {
   keyId: string;
@@ -383,6 +388,46 @@ function notYetUsable(keyId: string, seen: string, cause?: unknown): Application
   });
 }
 
+const SPEC_BITS: Record<WrappingKeySpec, number> = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 };
+
+/**
+ * Refuses import parameters that no KMS should send: the wrapping public key must be the RSA key
+ * of the requested size (never under 2048 bits), the token present, its validity ahead. Only what
+ * is checked here reaches the HSM.
+ */
+function checkedImportParameters(
+  input: GetImportParametersInput,
+  out: { PublicKey?: Uint8Array; ImportToken?: Uint8Array; ParametersValidTo?: Date },
+): ImportParameters {
+  const refuse = (type: ErrorType, problem: string) =>
+    ApplicationFailure.nonRetryable(`GetParametersForImport for key ${input.keyId} returned ${problem}`, type);
+  if (!out.PublicKey?.length) throw refuse(ErrorType.InvalidWrappingPublicKey, 'no PublicKey');
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(out.PublicKey), format: 'der', type: 'spki' });
+  } catch (err) {
+    throw refuse(ErrorType.InvalidWrappingPublicKey, `a PublicKey that is not a DER SubjectPublicKeyInfo (${(err as Error).message})`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') throw refuse(ErrorType.InvalidWrappingPublicKey, `a ${key.asymmetricKeyType} PublicKey, not RSA`);
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < 2048) throw refuse(ErrorType.InvalidWrappingPublicKey, `a ${bits}-bit PublicKey; at least 2048 bits are required`);
+  if (bits !== SPEC_BITS[input.wrappingKeySpec]) {
+    throw refuse(ErrorType.InvalidWrappingPublicKey, `a ${bits}-bit PublicKey, but ${input.wrappingKeySpec} was requested`);
+  }
+  if (!out.ImportToken?.length) throw refuse(ErrorType.InvalidImportParameters, 'no ImportToken');
+  if (!out.ParametersValidTo || Number.isNaN(out.ParametersValidTo.getTime())) {
+    throw refuse(ErrorType.InvalidImportParameters, 'no ParametersValidTo');
+  }
+  if (out.ParametersValidTo.getTime() <= Date.now()) {
+    throw refuse(ErrorType.InvalidImportParameters, `parameters that expired already (ParametersValidTo ${out.ParametersValidTo.toISOString()})`);
+  }
+  return {
+    publicKey: Buffer.from(out.PublicKey).toString('base64'),
+    importToken: Buffer.from(out.ImportToken).toString('base64'),
+    parametersValidTo: out.ParametersValidTo.toISOString(),
+  };
+}
+
 function keyRef(key: DescribedKey, created: boolean): KmsKeyRef {
   return { keyId: key.KeyId, keyArn: key.Arn, created, keyState: String(key.KeyState) };
 }
@@ -593,7 +638,29 @@ export function createKmsActivities(client: KMSClient) {
     return { currentKeyMaterialId: key.CurrentKeyMaterialId, materials };
   }
 
+  function checkAlias(alias: string): void {
+    if (!/^alias\/.+/.test(alias)) throw invalidInput('alias', `expected a name starting with "alias/", got ${JSON.stringify(alias)}`);
+    if (alias.startsWith('alias/aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
+  }
+
   return {
+    /**
+     * Read-only: refuses, before anything is created on either side, what ensureKmsKey would
+     * refuse: an alias of a key that is not EXTERNAL, pending deletion or unusable, or a missing
+     * alias that may not be created.
+     */
+    async checkImportTarget(input: CheckImportTargetInput): Promise<void> {
+      checkAlias(input.alias);
+      const existing = await describeAlias(input.alias);
+      if (existing) checkImportTarget(existing, input.alias);
+      else if (!input.createIfMissing) {
+        throw ApplicationFailure.nonRetryable(
+          `alias ${input.alias} does not exist and createIfMissing is false; create the alias first or allow creating it`,
+          ErrorType.UnknownAlias,
+        );
+      }
+    },
+
     /**
      * Finds the EXTERNAL key behind the alias, or creates it (once per request) and the alias.
      * Expects its own activity options, startToCloseTimeout '10m' and heartbeatTimeout '1m' (above
@@ -602,8 +669,7 @@ export function createKmsActivities(client: KMSClient) {
      */
     async ensureKmsKey(input: EnsureKmsKeyInput): Promise<KmsKeyRef> {
       const { alias, requestId } = input;
-      if (!/^alias\/.+/.test(alias)) throw invalidInput('alias', `expected a name starting with "alias/", got ${JSON.stringify(alias)}`);
-      if (alias.startsWith('alias/aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
+      checkAlias(alias);
       if (requestId.length === 0 || requestId.length > 256) {
         throw invalidInput('requestId', `expected 1 to 256 characters (a KMS tag value), got ${requestId.length}`);
       }
@@ -646,14 +712,7 @@ export function createKmsActivities(client: KMSClient) {
           }),
         ),
       );
-      if (!out.PublicKey?.length || !out.ImportToken?.length || !out.ParametersValidTo) {
-        throw new Error(`GetParametersForImport for key ${input.keyId} returned incomplete parameters`);
-      }
-      return {
-        publicKey: Buffer.from(out.PublicKey).toString('base64'),
-        importToken: Buffer.from(out.ImportToken).toString('base64'),
-        parametersValidTo: out.ParametersValidTo.toISOString(),
-      };
+      return checkedImportParameters(input, out);
     },
 
     async importKeyMaterial(input: ImportKeyMaterialInput): Promise<ImportedMaterial> {

@@ -3,7 +3,9 @@ import { withCodecHint } from '../codec/data-converter';
 import { codecCommands } from './codec-commands';
 import { CliError, Exit, showUsage, type Command } from './command';
 import { decisionCommands } from './decision-commands';
+import { evidenceCommands } from './evidence-commands';
 import { importCommands } from './import-commands';
+import { keygenCommands } from './keygen-commands';
 import { opsCommands } from './ops-commands';
 import { rotateCommands } from './rotate-commands';
 import { scheduleCommands } from './schedule-commands';
@@ -14,6 +16,8 @@ const COMMANDS: Record<string, Command> = {
   ...decisionCommands,
   ...rotateCommands,
   ...scheduleCommands,
+  ...keygenCommands,
+  ...evidenceCommands,
   ...opsCommands,
   ...stackCommands,
   ...codecCommands,

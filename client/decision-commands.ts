@@ -1,31 +1,57 @@
 // `byok approve|reject`: an approver's decision on any request that waits for approvers.
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { approvalQuery, approveUpdate, rejectUpdate, type ApprovalView } from '../workflows/decisions';
+import { approvalQuery, approveUpdate, rejectUpdate, type ApprovalView, type DecisionInput } from '../workflows/decisions';
+import { DEFAULT_STATEMENT_VALIDITY_MS } from '../workflows/signed-approval';
+import { keysDir, privateKeyPath, signStatement } from './approver-keys';
 import { CliError, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
 
-const APPROVE_USAGE = `usage: byok approve <workflow-id> --as NAME [--comment TEXT] [--json]
+const KEY_OPTION = `Your decision is signed with your Ed25519 key (--key FILE, default $BYOK_KEYS_DIR/NAME.key or
+~/.byok/keys/NAME.key, made by "byok keygen"): a statement of the workflow id, exactly what is
+decided on, your decision and the time, valid for 15 minutes.`;
+
+const APPROVE_USAGE = `usage: byok approve <workflow-id> --as NAME [--key FILE] [--comment TEXT] [--json]
 
 Records your approval of what "byok status" shows (for an import: the KMS key, the HSM key and
 its key check value). Waits (up to a minute) while a new request is still preparing that; then
-refused at once (exit 3) if you are not an approver, are the requester, already approved, or
-the request is already decided or ended.`;
+refused at once (exit 3) if you are not an approver, are the requester, already approved, the
+signature does not verify, or the request is already decided or ended.
+${KEY_OPTION}`;
 
-const REJECT_USAGE = `usage: byok reject <workflow-id> --as NAME [--comment TEXT] [--json]
+const REJECT_USAGE = `usage: byok reject <workflow-id> --as NAME [--key FILE] [--comment TEXT] [--json]
 
-Rejects the request; nothing is imported or changed. Any approver may reject while it is pending.`;
+Rejects the request; nothing is imported or changed. Any approver may reject while it is pending.
+${KEY_OPTION}`;
 
 async function decideCommand(command: 'approve' | 'reject', args: string[]): Promise<number> {
-  const { values: v, positionals } = parse(args, { as: { type: 'string' }, comment: { type: 'string' }, json: { type: 'boolean' } });
+  const { values: v, positionals } = parse(args, {
+    as: { type: 'string' },
+    key: { type: 'string' },
+    comment: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   if (v.help) return showUsage(command === 'approve' ? APPROVE_USAGE : REJECT_USAGE);
   const workflowId = oneWorkflowId(positionals, command, command === 'approve' ? APPROVE_USAGE : REJECT_USAGE);
   if (!v.as) throw new CliError(`${command}: --as NAME is required`, Exit.USAGE);
   return withWorkflow(workflowId, async (handle) => {
-    await untilDecidable(handle);
+    const before = await untilDecidable(handle);
+    const decision: DecisionInput = { approver: v.as!, comment: v.comment };
+    // Signed over the subject the workflow shows: if that differs from what it decides on, it refuses.
+    // Someone who is no approver has no key to sign with; the workflow's refusal says why.
+    if (before.signedDecisions && before.subject && before.approvers.includes(v.as!)) {
+      const now = Date.now();
+      decision.signed = signStatement(v.key ?? privateKeyPath(keysDir(), v.as!), {
+        workflowId,
+        subject: before.subject,
+        decision: command === 'approve' ? 'APPROVE' : 'REJECT',
+        approver: v.as!,
+        comment: v.comment,
+        signedAt: new Date(now).toISOString(),
+        expiresAt: new Date(now + DEFAULT_STATEMENT_VALIDITY_MS).toISOString(),
+      });
+    }
     let view: ApprovalView;
     try {
-      view = await handle.executeUpdate(command === 'approve' ? approveUpdate : rejectUpdate, {
-        args: [{ approver: v.as!, comment: v.comment }],
-      });
+      view = await handle.executeUpdate(command === 'approve' ? approveUpdate : rejectUpdate, { args: [decision] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
         throw new CliError(`${command}: refused: ${(err.cause as Error | undefined)?.message ?? err.message}`, Exit.REFUSED);
@@ -42,14 +68,14 @@ async function decideCommand(command: 'approve' | 'reject', args: string[]): Pro
 }
 
 /** Decisions are refused until what they bind to exists; a fresh request takes a moment to get there. */
-async function untilDecidable(handle: WorkflowHandle): Promise<void> {
+async function untilDecidable(handle: WorkflowHandle): Promise<ApprovalView> {
   const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const { decidable, state } = await handle.query(approvalQuery);
-    if (decidable || state !== 'PENDING') return;
+  for (;;) {
+    const view = await handle.query(approvalQuery);
+    // Still preparing at the deadline: the update's refusal says so.
+    if (view.decidable || view.state !== 'PENDING' || Date.now() >= deadline) return view;
     await new Promise((r) => setTimeout(r, 250));
   }
-  // Still preparing: the update's refusal says so.
 }
 
 export const decisionCommands: Record<string, Command> = {

@@ -6,6 +6,7 @@ import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } fro
 import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { ByokAlias, ByokOperation, ByokRequester, ByokState } from '../workflows/search-attributes';
+import { approverKeysDir, readApproverKeys } from './approver-keys';
 import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { printResult, printStatus } from './render';
@@ -24,6 +25,10 @@ const IMPORT_USAGE = `usage: byok import --alias A --approvers a,b,c [options]
   --hsm-key-label L           HSM key to import (default "byok/<alias name>"; generated if missing)
   --existing-hsm-key          the HSM key must exist already; never generate
   --existing-kms-key          the alias must exist already; never create a KMS key
+  --approver-keys DIR         folder with each approver's NAME.pub (from "byok keygen"); default
+                              $BYOK_APPROVER_KEYS_DIR, else $BYOK_KEYS_DIR, else ~/.byok/keys
+  --unsigned-approvals        accept decisions without signatures (not recommended; logged and
+                              shown in the status)
   --approval-timeout D        how long approvers have, e.g. 72h (default)
   --token-margin D            refresh the import token when less is left (default 1h)
   --workflow-id ID            default "import-<alias name>": one import of an alias at a time
@@ -48,6 +53,8 @@ async function importCommand(args: string[]): Promise<number> {
     'hsm-key-label': { type: 'string' },
     'existing-hsm-key': { type: 'boolean' },
     'existing-kms-key': { type: 'boolean' },
+    'approver-keys': { type: 'string' },
+    'unsigned-approvals': { type: 'boolean' },
     'approval-timeout': { type: 'string' },
     'token-margin': { type: 'string' },
     'workflow-id': { type: 'string' },
@@ -56,7 +63,7 @@ async function importCommand(args: string[]): Promise<number> {
   if (v.help) return showUsage(IMPORT_USAGE);
   if (!v.alias) throw new CliError('import: --alias is required', Exit.USAGE);
   if (!v.approvers) throw new CliError('import: --approvers is required, e.g. --approvers alice,bob', Exit.USAGE);
-  const approvers = v.approvers.split(',').map((a) => a.trim());
+  const approvers = v.approvers.split(',').map((a) => a.trim()).filter((a) => a !== '');
   const required = v.required === undefined ? approvers.length : Number(v.required);
   const input: ImportKeyInput = {
     alias: v.alias,
@@ -71,12 +78,19 @@ async function importCommand(args: string[]): Promise<number> {
     requester: v.requester ?? process.env.BYOK_REQUESTER ?? userInfo().username,
     approvers,
     requiredApprovals: required,
+    unsignedApprovals: v['unsigned-approvals'] || undefined,
     approvalTimeout: v['approval-timeout'] as ImportKeyInput['approvalTimeout'],
     tokenSafetyMargin: v['token-margin'] as ImportKeyInput['tokenSafetyMargin'],
   };
   // The workflow validates again; checking here refuses bad input before anything starts.
   let plan;
   try {
+    if (!input.unsignedApprovals) {
+      planImport({ ...input, unsignedApprovals: true }, new Date()); // the approvers, before reading their keys
+      input.approverKeys = readApproverKeys(v['approver-keys'] ?? approverKeysDir(), approvers);
+    } else if (v['approver-keys']) {
+      throw new CliError('import: --approver-keys and --unsigned-approvals exclude each other', Exit.USAGE);
+    }
     plan = planImport(input, new Date());
   } catch (err) {
     throw new CliError(`import: ${(err as Error).message}`, Exit.USAGE);

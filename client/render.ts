@@ -17,6 +17,7 @@ export function printStatus(workflowId: string, s: ImportStatus, now: Date): voi
   if (s.kmsKey) row('KMS key', s.kmsKey.keyArn);
   if (s.hsmKey) row('HSM key', `${s.hsmKey.label} (id ${s.hsmKey.keyId}, KCV ${s.hsmKey.kcv})`);
   row('wrapping', s.wrappingAlgorithm);
+  row('signatures', s.signedApprovals ? 'required (Ed25519)' : 'OFF: decisions are not signed (unsignedApprovals)');
   const who = s.approvals.map((a) => `${a.approver} at ${a.at}`).join(', ') || 'none yet';
   row('approvals', `${s.approvals.length} of ${s.requiredApprovals} from ${s.approvers.join(', ')}: ${who}`);
   if (s.rejection) row('rejected', `by ${s.rejection.approver} at ${s.rejection.at}${s.rejection.comment ? `: ${s.rejection.comment}` : ''}`);

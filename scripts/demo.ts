@@ -2,6 +2,7 @@
 // print the result and where to look in the Temporal Web UI. Safe to run again: the second run
 // re-imports the same HSM key into the same KMS key.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from './paths';
@@ -11,13 +12,20 @@ const run = promisify(execFile);
 const byok = path.join(projectRoot, 'bin', 'byok');
 
 async function main(): Promise<void> {
-  const info = await stackUp(stackOptionsFromEnv());
-  const env = { ...process.env, ...info.env };
+  const options = stackOptionsFromEnv();
+  const info = await stackUp(options);
+  // The approvers' signing keys; on a real deployment each approver makes theirs on their own machine.
+  const keysDir = path.join(options.dir, 'approver-keys');
+  const env = { ...process.env, ...info.env, BYOK_KEYS_DIR: keysDir };
   const cli = async (...args: string[]) => {
     console.log(`\n$ byok ${args.join(' ')}`);
     const { stdout } = await run(process.execPath, [byok, ...args], { env });
     process.stdout.write(stdout);
   };
+
+  for (const name of ['alice', 'bob', 'carol']) {
+    if (!existsSync(path.join(keysDir, `${name}.key`))) await cli('keygen', '--as', name);
+  }
 
   const workflowId = 'import-demo';
   // SoftHSM2 2.6.1 can only do OAEP with SHA-1; a real HSM would use the RSAES_OAEP_SHA_256 default.

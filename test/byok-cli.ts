@@ -16,3 +16,12 @@ export function runByok(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cl
     );
   });
 }
+
+/** Approver key pairs made with `byok keygen` into `dir`; every later CLI run of this process uses them. */
+export async function useApproverKeys(dir: string, names: string[] = ['alice', 'bob', 'carol']): Promise<void> {
+  process.env.BYOK_KEYS_DIR = dir;
+  for (const name of names) {
+    const run = await runByok(['keygen', '--as', name]);
+    if (run.code !== 0) throw new Error(`byok keygen --as ${name} exited ${run.code}: ${run.stderr}`);
+  }
+}

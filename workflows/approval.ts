@@ -1,5 +1,6 @@
 // The approval gate: who may decide, the quorum, and what each decision was bound to. Pure state,
 // no Temporal APIs, so every rule is unit-testable and the workflow only feeds it messages.
+import type { SignedStatement } from './signed-approval';
 
 export interface ApprovalPolicy {
   requester: string;
@@ -31,6 +32,8 @@ export interface Decision {
   /** ISO-8601, workflow time. */
   at: string;
   subject: ApprovalSubject;
+  /** The approver's signed statement, when the request requires signatures (./signed-approval). */
+  signed?: SignedStatement;
 }
 
 export type GateState = 'PENDING' | 'APPROVED' | 'REJECTED' | 'EXPIRED';

@@ -1,12 +1,15 @@
 // Approve/reject messages and the wait for a quorum, shared by every workflow that needs approvers
 // (import, rotation, revoke). The rules live in ApprovalGate; this module feeds it messages.
-import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, setHandler, workflowInfo } from '@temporalio/workflow';
 import { ApprovalGate, type ApprovalSubject, type Decision, type GateState } from './approval';
 import { ErrorType } from './errors';
+import { statementRefusal, type SignedStatement } from './signed-approval';
 
 export interface DecisionInput {
   approver: string;
   comment?: string;
+  /** The approver's signed statement of this decision; required unless signatures are off. */
+  signed?: SignedStatement;
 }
 
 /** Where a request stands for its approvers: what `byok approve` needs, whatever the workflow. */
@@ -22,6 +25,8 @@ export interface ApprovalView {
   rejection?: Decision;
   deadline: string;
   subject?: ApprovalSubject;
+  /** Decisions must carry a signed statement (see ./signed-approval). */
+  signedDecisions: boolean;
 }
 
 export const approveSignal = defineSignal<[DecisionInput]>('approve');
@@ -43,10 +48,17 @@ export interface DecisionsOptions {
   notReady: () => string;
   /** Called after each decision that counted, e.g. to publish the approvals still needed. */
   onDecided?: () => void;
+  /**
+   * Each approver's Ed25519 public key (hex): decisions must be signed with it. null turns
+   * signatures off: an explicit choice of the request, logged here and shown by the caller.
+   */
+  approverKeys: Readonly<Record<string, string>> | null;
 }
 
 /** Installs the approve/reject signals and updates and the approval query. */
-export function acceptDecisions({ gate, deadline, subject, notReady, onDecided }: DecisionsOptions): void {
+export function acceptDecisions({ gate, deadline, subject, notReady, onDecided, approverKeys }: DecisionsOptions): void {
+  const { workflowId } = workflowInfo();
+  if (!approverKeys) log.warn('approval signatures are off for this request: decisions are not signed', { workflowId });
   const view = (): ApprovalView => ({
     state: gate.state,
     decidable: gate.state === 'PENDING' && subject() !== undefined,
@@ -58,6 +70,7 @@ export function acceptDecisions({ gate, deadline, subject, notReady, onDecided }
     rejection: gate.rejection,
     deadline: deadline.toISOString(),
     subject: subject(),
+    signedDecisions: approverKeys !== null,
   });
 
   // Signals carry whatever the sender sent: check the shape before the gate's rules.
@@ -69,15 +82,20 @@ export function acceptDecisions({ gate, deadline, subject, notReady, onDecided }
       return `comment must be a string of at most ${MAX_COMMENT} characters`;
     }
     // A decision binds to what it is about, so that must be known first.
-    if (!subject()) return `nothing to decide yet: ${notReady()}`;
-    return gate.refusal(d.approver, decision);
+    const about = subject();
+    if (!about) return `nothing to decide yet: ${notReady()}`;
+    const refusal = gate.refusal(d.approver, decision);
+    if (refusal || !approverKeys) return refusal;
+    const expected = { workflowId, subject: about, decision, approver: d.approver, comment: d.comment, now: Date.now() };
+    return statementRefusal(d.signed, expected, approverKeys[d.approver]);
   };
   // Synchronous on purpose: recording before the next message's validator runs means two
   // decisions racing in one workflow task cannot both be accepted.
   const decide = (decision: Decision['decision'], d: DecisionInput | undefined): ApprovalView => {
     const refusal = refusalOf(decision, d);
     if (refusal) throw ApplicationFailure.nonRetryable(refusal, ErrorType.DecisionRefused);
-    gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject()! });
+    const signed = approverKeys ? d!.signed : undefined;
+    gate.record({ approver: d!.approver, decision, comment: d!.comment, at: new Date().toISOString(), subject: subject()!, signed });
     onDecided?.();
     return view();
   };

@@ -26,6 +26,8 @@ export const ErrorType = {
   HsmKeyUnsuitable: 'HsmKeyUnsuitable',
   HsmMechanismUnsupported: 'HsmMechanismUnsupported',
   InvalidWrappingPublicKey: 'InvalidWrappingPublicKey',
+  /** A KMS answer that cannot be right: no import token, parameters already expired. */
+  InvalidImportParameters: 'InvalidImportParameters',
 
   TokenRefreshLimit: 'TokenRefreshLimit',
 } as const;

@@ -42,6 +42,8 @@ export interface ImportStatus {
   /** Query time is the last workflow task's time, so the caller judges validity with its own clock. */
   importToken?: { parametersValidTo: string; refreshAfter: string };
   tokenRefreshes: number;
+  /** false when the request turned signed decisions off. */
+  signedApprovals: boolean;
   failure?: string;
 }
 
@@ -73,7 +75,8 @@ export const SEARCH_ATTRIBUTES_PATCH = 'byok-search-attributes';
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();
-  const plan = planImport(input, startedAt);
+  // Imports started before signed decisions existed carry no approver keys: they keep deciding unsigned.
+  const plan = planImport(patched('signed-approvals') ? input : { ...input, unsignedApprovals: true }, startedAt);
   const { workflowId } = workflowInfo();
   const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
   const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
@@ -122,6 +125,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       refreshAfter: material.refreshAfter().toISOString(),
     },
     tokenRefreshes: material?.tokenRefreshes ?? 0,
+    signedApprovals: plan.approverKeys !== null,
     failure,
   });
 
@@ -131,6 +135,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     subject: () => subject,
     notReady: () => `the import is still preparing the keys (${step})`,
     onDecided: () => report(gate.state === 'PENDING' ? 'waiting for approvals' : 'decided'),
+    approverKeys: plan.approverKeys,
   });
   setHandler(statusQuery, status);
 
@@ -155,6 +160,14 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   try {
     report('preparing the KMS key and the HSM key');
+    // What the real KMS and HSM refuse (a key that is not EXTERNAL, a wrong PIN, a missing HSM key)
+    // is refused before either side creates a key, so a refused request leaves nothing behind.
+    if (patched('check-before-creating-keys')) {
+      await Promise.all([
+        runStep('checking the KMS key', () => kms.checkImportTarget({ alias: plan.alias, createIfMissing: plan.createKmsKey })),
+        runStep('checking the HSM key', () => hsm.checkHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+      ]);
+    }
     [kmsKey, hsmKey] = await Promise.all([
       runStep('preparing the KMS key', () =>
         ensureKmsKey.executeWithOptions({ summary: `${plan.createKmsKey ? 'Find or create' : 'Find'} the EXTERNAL KMS key of ${plan.alias}` }, [

@@ -4,6 +4,7 @@
 import { ApplicationFailure, type Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { ErrorType } from './errors';
+import { approverKeysProblem } from './signed-approval';
 import {
   EXPIRATION_MODELS,
   WRAPPING_ALGORITHMS,
@@ -32,6 +33,10 @@ export interface ImportKeyInput {
   requester: string;
   approvers: string[];
   requiredApprovals: number;
+  /** Each approver's Ed25519 public key (raw, hex): their decisions must be signed with it. */
+  approverKeys?: Record<string, string>;
+  /** true turns signed decisions off (then approverKeys must be absent); logged and shown in the status. */
+  unsignedApprovals?: boolean;
   /** How long approvers have, counted from the start of the workflow; default 72h. */
   approvalTimeout?: Duration;
   /** Refresh the import token when less than this is left of its validity; default 1h. */
@@ -55,6 +60,8 @@ export interface ImportPlan {
   requester: string;
   approvers: string[];
   requiredApprovals: number;
+  /** null: signatures are off (unsignedApprovals). */
+  approverKeys: Record<string, string> | null;
   approvalTimeoutMs: number;
   tokenSafetyMarginMs: number;
   maxTokenRefreshes: number;
@@ -68,7 +75,8 @@ const MAX_VALID_TO_MS = 365 * DAY;
 const MAX_TOKEN_MARGIN_MS = 12 * HOUR;
 const MAX_DESCRIPTION = 8192;
 const ALIAS_NAME = /^[A-Za-z0-9/_-]{1,250}$/;
-const PRINCIPAL = /^[A-Za-z0-9._@-]{1,64}$/;
+/** Requesters and approvers: also file names (approver keys), so no path characters. */
+export const PRINCIPAL = /^[A-Za-z0-9._@-]{1,64}$/;
 const HSM_LABEL = /^[\x21-\x7e][\x20-\x7e]{0,126}$/;
 
 export function invalidInput(field: string, problem: string): ApplicationFailure {
@@ -175,6 +183,21 @@ export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
     if (input[flag] !== undefined && typeof input[flag] !== 'boolean') throw invalidInput(flag, 'expected true or false');
   }
 
+  const approvalTimeoutMs = duration('approvalTimeout', input.approvalTimeout, 72 * HOUR, 60_000, 30 * DAY);
+  const tokenSafetyMarginMs = duration('tokenSafetyMargin', input.tokenSafetyMargin, HOUR, 0, MAX_TOKEN_MARGIN_MS);
+
+  if (input.unsignedApprovals !== undefined && typeof input.unsignedApprovals !== 'boolean') {
+    throw invalidInput('unsignedApprovals', 'expected true or false');
+  }
+  let approverKeys: Record<string, string> | null = null;
+  if (input.unsignedApprovals) {
+    if (input.approverKeys !== undefined) throw invalidInput('approverKeys', 'not used with unsignedApprovals: true; give one or the other');
+  } else {
+    const keyProblem = approverKeysProblem(input.approverKeys, approvers);
+    if (keyProblem) throw invalidInput(keyProblem.field, keyProblem.problem);
+    approverKeys = Object.fromEntries(approvers.map((a) => [a, input.approverKeys![a]]));
+  }
+
   return {
     alias: `alias/${name}`,
     aliasName: name,
@@ -189,8 +212,9 @@ export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
     requester,
     approvers,
     requiredApprovals: required,
-    approvalTimeoutMs: duration('approvalTimeout', input.approvalTimeout, 72 * HOUR, 60_000, 30 * DAY),
-    tokenSafetyMarginMs: duration('tokenSafetyMargin', input.tokenSafetyMargin, HOUR, 0, MAX_TOKEN_MARGIN_MS),
+    approverKeys,
+    approvalTimeoutMs,
+    tokenSafetyMarginMs,
     maxTokenRefreshes,
   };
 }

@@ -3,7 +3,7 @@
 //              in ListKeyRotations, then RotateKeyOnDemand; old ciphertexts still decrypt.
 //  alias-swap: a new EXTERNAL key with the new material, UpdateAlias to it, the previous key kept
 //              enabled for a grace period, then disabled (and optionally scheduled for deletion).
-import { ApplicationFailure, defineQuery, log, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, log, patched, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { HsmKeyRef } from '../activities/hsm';
 import type { KeyVerification, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
@@ -93,7 +93,8 @@ const UNUSED_KEY_DELETION_DAYS = 7;
 export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult> {
   const startedAt = new Date();
   const { workflowId } = workflowInfo();
-  const plan = planRotation(input, startedAt, workflowId);
+  // Rotations recorded before signed decisions carry no approver keys: they keep deciding unsigned.
+  const plan = planRotation(patched('signed-approvals') ? input : { ...input, unsignedApprovals: true }, startedAt, workflowId);
   const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
   const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
 
@@ -132,6 +133,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     deadline,
     subject: () => subject,
     notReady: () => `the rotation is still preparing the new key material (${step})`,
+    approverKeys: plan.approverKeys,
   });
 
   const result = (outcome: RotateKeyResult['outcome'], extra: Partial<RotateKeyResult> = {}): RotateKeyResult => ({

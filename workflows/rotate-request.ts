@@ -22,6 +22,8 @@ export interface RotateKeyInput
     | 'approvalTimeout'
     | 'tokenSafetyMargin'
     | 'maxTokenRefreshes'
+    | 'approverKeys'
+    | 'unsignedApprovals'
   > {
   /** Default 'alias-swap', which every KMS supports. */
   strategy?: RotationStrategy;

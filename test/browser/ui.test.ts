@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import '../quiet-runtime';
-import { runByok } from '../byok-cli';
+import { runByok, useApproverKeys } from '../byok-cli';
 import { freePort } from '../../scripts/net';
 import { projectRoot, tools } from '../../scripts/paths';
 import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
@@ -58,6 +58,7 @@ describe('the Temporal Web UI in a real browser', () => {
       worker: true,
     };
     info = await stackUp(opts);
+    await useApproverKeys(path.join(dir, 'approver-keys'));
     browser = await chromium.launch({ executablePath: tools.chromium, headless: true, args: CHROMIUM_ARGS });
   });
 

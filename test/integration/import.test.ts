@@ -3,7 +3,7 @@
 // secret scan can prove it reads payload contents; secrets-at-rest.test.ts runs with it on.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,8 +31,11 @@ let temporal: Connection;
 const cliOutput: string[] = [];
 const runs: Array<{ workflowId: string; runId: string }> = [];
 
+/** Approvers' key pairs (byok keygen) and where import reads their public keys. */
+let keysEnv: NodeJS.ProcessEnv;
+
 async function byok(...args: string[]): Promise<CliRun> {
-  const run = await runByok(args, info.env);
+  const run = await runByok(args, { ...info.env, ...keysEnv });
   cliOutput.push(run.stdout, run.stderr);
   return run;
 }
@@ -77,6 +80,8 @@ describe('byok on the real stack', () => {
     // The known key goes in before the worker opens the token.
     createKnownKey(info.softhsmConf, opts.tokenLabel, PIN, { label: KNOWN_LABEL, id: 'it-known', value: KNOWN_KEY });
     info = await stackUp({ ...opts, worker: true });
+    keysEnv = { BYOK_KEYS_DIR: path.join(dir, 'approver-keys') };
+    for (const name of ['alice', 'bob', 'carol']) await ok('keygen', '--as', name);
     kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     temporal = await Connection.connect({ address: info.temporalAddress });
   });
@@ -121,6 +126,29 @@ describe('byok on the real stack', () => {
     const { CiphertextBlob } = await kms.send(new EncryptCommand({ KeyId: 'alias/it-known', Plaintext: plaintext }));
     const { Plaintext } = await kms.send(new DecryptCommand({ CiphertextBlob }));
     assert.deepEqual(Buffer.from(Plaintext!), plaintext);
+  });
+
+  it('gives an evidence record of that import that verifies offline with the approvers\' keys, and only with them', async () => {
+    const json = await ok('evidence', 'import-it-known', '--json');
+    const record = JSON.parse(json);
+    assert.equal(record.outcome, 'IMPORTED');
+    assert.equal(record.requester, 'rita');
+    assert.equal(record.hsmKey.kcv, nodeKcv(KNOWN_KEY));
+    assert.match(record.kmsKeyArn, /^arn:aws:kms:/);
+    assert.deepEqual(record.decisions.filter((d: { counted: boolean }) => d.counted).map((d: { approver: string }) => d.approver), ['alice', 'carol']);
+    const file = path.join(opts.dir, 'evidence.json');
+    await writeFile(file, json);
+    const verified = await byok('evidence', 'verify', file, '--keys', keysEnv.BYOK_KEYS_DIR!);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.match(verified.stdout, /ok {3}APPROVE by alice[\s\S]*ok {3}APPROVE by carol[\s\S]*every counted decision verifies/);
+
+    const otherKeys = path.join(opts.dir, 'other-keys');
+    for (const name of ['alice', 'bob', 'carol']) await ok('keygen', '--as', name, '--dir', otherKeys);
+    const refused = await byok('evidence', 'verify', file, '--keys', otherKeys);
+    assert.equal(refused.code, 3);
+    assert.match(refused.stdout, /FAIL APPROVE by alice .*the signature does not verify with alice's public key/);
+    assert.match(refused.stdout, /VERIFICATION FAILED/);
+    assert.match(await ok('evidence', 'import-it-known', '--markdown'), /^# Evidence: import-it-known[\s\S]*\| KMS key \| arn:aws:kms:/);
   });
 
   it('generates the HSM key when missing, and a second import of the same alias creates no second key', async () => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import '../quiet-runtime';
-import { runByok, type CliRun } from '../byok-cli';
+import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
 import type { OperationRow } from '../../client/ops-commands';
 import { freePort } from '../../scripts/net';
 import { projectRoot } from '../../scripts/paths';
@@ -86,6 +86,7 @@ describe('byok list, pending, watch and the metrics endpoint on the real stack',
       worker: true,
     };
     info = await stackUp(opts);
+    await useApproverKeys(path.join(dir, 'approver-keys'));
     before0 = await scrape();
   });
 

@@ -11,7 +11,7 @@ import { DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient } from '@
 import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import '../quiet-runtime';
-import { runByok, type CliRun } from '../byok-cli';
+import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
 import { freePort } from '../../scripts/net';
 import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { ImportKeyResult } from '../../workflows/import-key';
@@ -65,6 +65,7 @@ describe('scheduled rotation on the real stack', () => {
       worker: true,
     };
     info = await stackUp(opts);
+    await useApproverKeys(path.join(opts.dir, 'approver-keys'), ['alice', 'bob']);
     kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     temporal = await Connection.connect({ address: info.temporalAddress });
   });

@@ -3,7 +3,7 @@
 // without the codec, and the same history decoded), the search attributes, every process log and
 // the CLI output, for the secrets in raw, hex, base64 and base64url form.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,7 +14,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { temporal as proto } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import '../quiet-runtime';
-import { runByok, type CliRun } from '../byok-cli';
+import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
 import { nodeKcv } from '../hsm/softhsm-fixture';
 import { findSecrets, haystacksOf, payloadsIn, secretForms, type Haystack, type Secret } from '../secret-scan';
 import { createKnownKey } from './known-key';
@@ -68,6 +68,11 @@ function secrets(): Secret[] {
     { name: 'HSM SO PIN', value: Buffer.from(SO_PIN) },
     ...[...keys.byId].map(([id, value]) => ({ name: `codec key ${id}`, value })),
     { name: 'known key bytes', value: KNOWN_KEY },
+    ...['alice', 'bob', 'carol'].flatMap((name) => {
+      const pem = readFileSync(path.join(process.env.BYOK_KEYS_DIR!, `${name}.key`), 'utf8');
+      const seed = Buffer.from(createPrivateKey(pem).export({ format: 'jwk' }).d!, 'base64url');
+      return [{ name: `${name}'s private key`, value: seed }, { name: `${name}'s private key file`, value: Buffer.from(pem) }];
+    }),
   ];
 }
 
@@ -95,6 +100,7 @@ describe('no secret at rest, payload codec on', () => {
     info = await stackUp(opts);
     createKnownKey(info.softhsmConf, opts.tokenLabel, PIN, { label: KNOWN_LABEL, id: 'sar-known', value: KNOWN_KEY });
     info = await stackUp({ ...opts, worker: true });
+    await useApproverKeys(path.join(dir, 'approver-keys'));
     keys = codecKeysFromEnv({ BYOK_CODEC_KEY_FILE: info.env.BYOK_CODEC_KEY_FILE })!;
     temporal = await Connection.connect({ address: info.temporalAddress });
   });

@@ -112,7 +112,7 @@ test('rotateKey (native) rotates a key imported from SoftHSM: same ARN, new mate
   const t = await harness();
   try {
     await t.withWorkers({ kms, hsm: hsm.activities }, async () => {
-      const people = { wrappingAlgorithm: 'RSAES_OAEP_SHA_1' as const, requester: 'rita', approvers: ['alice', 'bob'], requiredApprovals: 2 };
+      const people = { wrappingAlgorithm: 'RSAES_OAEP_SHA_1' as const, requester: 'rita', approvers: ['alice', 'bob'], requiredApprovals: 2, unsignedApprovals: true };
       const imp = await t.env.client.workflow.start(importKey, { taskQueue: WORKFLOW_TASK_QUEUE, workflowId: 'import-ls-native', args: [{ alias: 'ls-native', ...people }] });
       await approveAs(imp, 'alice', 'bob');
       const imported = await imp.result();

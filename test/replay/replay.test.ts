@@ -5,7 +5,10 @@
 // import-key-token-refreshed from the time-skipping server with the fakes of test/workflow: an
 // approval after 25 h, then ExpiredImportTokenException, two refreshes. rotate-key-alias-swap (7 d
 // grace, deletion after 30 d) and rotate-key-native also from the time-skipping server with those
-// fakes, two approvals each (historyToJSON of fetchHistory()).
+// fakes, two approvals each (historyToJSON of fetchHistory()). import-key-signed from the
+// time-skipping server too (test/workflow/evidence.test.ts's import): checks before creating keys,
+// two signed approvals 25 h apart, a refused unsigned signal. Signed statements name their
+// workflow, so each history replays under the workflow id its file is named after.
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,7 +27,7 @@ describe('recorded histories', async () => {
     it(`replays ${file}`, async () => {
       const history = historyFromJSON(JSON.parse(await readFile(path.join(dir, file), 'utf8')));
       assert.ok((history.events?.length ?? 0) > 10, 'a whole import, not a stub');
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../../workflows') }, history, file);
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('../../workflows') }, history, path.basename(file, '.json'));
     });
   }
 });

@@ -5,7 +5,7 @@ import { freePort } from '../../scripts/net';
 import { runByok as byok } from '../byok-cli';
 
 describe('byok CLI without a server', () => {
-  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'stack', 'codec-server', 'rotate', 'rotation', 'schedule', 'list', 'pending', 'watch']) {
+  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'keygen', 'evidence', 'stack', 'codec-server', 'rotate', 'rotation', 'schedule', 'list', 'pending', 'watch']) {
     it(`prints help for ${command}`, async () => {
       const run = await byok([command, '--help']);
       assert.equal(run.code, 0);
@@ -28,8 +28,10 @@ describe('byok CLI without a server', () => {
     ['an unknown stack action', ['stack', 'sideways'], /unknown action "sideways"/],
     ['rotate with two targets', ['rotate', '--alias', 'a', '--all-due', '--approvers', 'b'], /exactly one of --alias, --aliases, --all-due/],
     ['rotate --all-due without an age', ['rotate', '--all-due', '--approvers', 'b'], /--all-due needs --older-than/],
-    ['an unknown strategy', ['rotate', '--alias', 'a', '--approvers', 'b', '--requester', 'r', '--strategy', 'sideways'], /invalid strategy/],
-    ['a short deletion window', ['rotate', '--aliases', 'a,b', '--approvers', 'c', '--requester', 'r', '--delete-after-days', '2'], /invalid deletePreviousKeyAfterDays/],
+    ['an unknown strategy', ['rotate', '--alias', 'a', '--approvers', 'b', '--requester', 'r', '--strategy', 'sideways', '--unsigned-approvals'], /invalid strategy/],
+    ['a short deletion window', ['rotate', '--aliases', 'a,b', '--approvers', 'c', '--requester', 'r', '--delete-after-days', '2', '--unsigned-approvals'], /invalid deletePreviousKeyAfterDays/],
+    ['a rotation whose approver has no public key', ['rotate', '--alias', 'a', '--approvers', 'nokey', '--requester', 'r'], /rotate: no public key for approver "nokey"/],
+    ['an approver id that is a path', ['schedule', 'create', '--alias', 'a', '--every', '90d', '--approvers', '../x', '--requester', 'r'], /invalid approvers: "\.\.\/x"/],
     ['a schedule with --every and --cron', ['schedule', 'create', '--alias', 'a', '--every', '90d', '--cron', '0 3 * * *', '--approvers', 'b'], /exactly one of --every and --cron/],
     ['a schedule every few seconds', ['schedule', 'create', '--alias', 'a', '--every', '5s', '--approvers', 'b', '--requester', 'r'], /--every must be at least 1m/],
     ['an unknown schedule subcommand', ['schedule', 'sideways'], /unknown subcommand "sideways"/],

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { planImport, type ImportKeyInput } from '../../workflows/import-request';
 
 const now = new Date('2026-06-01T12:00:00.000Z');
-const base: ImportKeyInput = { alias: 'payments', requester: 'rita', approvers: ['alice', 'bob'], requiredApprovals: 2 };
+const publicKeyHex = () => Buffer.from(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
+const approverKeys = { alice: publicKeyHex(), bob: publicKeyHex() };
+const base: ImportKeyInput = { alias: 'payments', requester: 'rita', approvers: ['alice', 'bob'], requiredApprovals: 2, approverKeys };
 
 describe('planImport', () => {
   it('applies the documented defaults', () => {
@@ -23,10 +26,15 @@ describe('planImport', () => {
       requester: 'rita',
       approvers: ['alice', 'bob'],
       requiredApprovals: 2,
+      approverKeys,
       approvalTimeoutMs: 72 * 3_600_000,
       tokenSafetyMarginMs: 3_600_000,
       maxTokenRefreshes: 3,
     });
+  });
+
+  it('turns signatures off only when asked to, explicitly', () => {
+    assert.equal(planImport({ ...base, approverKeys: undefined, unsignedApprovals: true }, now).approverKeys, null);
   });
 
   it('accepts an "alias/" prefix, RSA_4096, and rounds ValidTo down to whole seconds', () => {
@@ -67,6 +75,14 @@ describe('planImport', () => {
     ['token margin of a day', { tokenSafetyMargin: '24h' }, /invalid tokenSafetyMargin/],
     ['too many token refreshes', { maxTokenRefreshes: 50 }, /invalid maxTokenRefreshes/],
     ['non-boolean createKmsKey', { createKmsKey: 'yes' as never }, /invalid createKmsKey: expected true or false/],
+    ['no approver keys', { approverKeys: undefined }, /invalid approverKeys: expected \{approver: Ed25519 public key \(hex\)\} for every approver, or unsignedApprovals: true/],
+    ['an approver without a key', { approverKeys: { alice: approverKeys.alice } }, /invalid approverKeys\.bob: missing/],
+    ['a truncated approver key', { approverKeys: { ...approverKeys, bob: approverKeys.bob.slice(0, 62) } }, /invalid approverKeys\.bob: expected a raw Ed25519 public key: 64 lower-case hex/],
+    ['an approver key off the curve', { approverKeys: { ...approverKeys, bob: 'ff'.repeat(32) } }, /invalid approverKeys\.bob: is not a point on the Ed25519 curve/],
+    ['two approvers sharing a key', { approverKeys: { alice: approverKeys.alice, bob: approverKeys.alice } }, /invalid approverKeys\.bob: is the same key as another approver's/],
+    ['a key for someone not an approver', { approverKeys: { ...approverKeys, mallory: publicKeyHex() } }, /invalid approverKeys\.mallory: is not one of the approvers/],
+    ['keys with signatures turned off', { unsignedApprovals: true }, /invalid approverKeys: not used with unsignedApprovals: true/],
+    ['non-boolean unsignedApprovals', { unsignedApprovals: 'yes' as never }, /invalid unsignedApprovals: expected true or false/],
   ];
   for (const [name, change, message] of refused) {
     it(`refuses ${name} with InvalidInput`, () => {

@@ -58,6 +58,9 @@ export function fakes(): Fakes {
     if (fail) throw fail();
   };
   const kms: KmsActivities = {
+    async checkImportTarget(input) {
+      await called('checkImportTarget', input);
+    },
     async ensureKmsKey(input) {
       await called('ensureKmsKey', input);
       const known = aliases[input.alias];
@@ -124,6 +127,9 @@ export function fakes(): Fakes {
     },
   };
   const hsm: HsmActivities = {
+    async checkHsmKey(input) {
+      await called('checkHsmKey', input);
+    },
     async ensureHsmKey(input) {
       await called('ensureHsmKey', input);
       return { label: input.label, keyId: '0a0b0c', kcv: 'abcdef', created: true };

@@ -49,6 +49,8 @@ const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
   requester: 'rita',
   approvers: ['alice', 'bob', 'carol'],
   requiredApprovals: 2,
+  // The gate's rules; signed decisions have their own tests (signed-approvals.test.ts).
+  unsignedApprovals: true,
   ...over,
 });
 

@@ -24,6 +24,8 @@ const request = (over: Partial<RotateKeyInput> = {}): RotateKeyInput => ({
   requester: 'rita',
   approvers: ['alice', 'bob', 'carol'],
   requiredApprovals: 2,
+  // Signed decisions are the shared seam's (test/workflow/signed-approvals.test.ts); the CLI signs them in test/integration/rotation.test.ts.
+  unsignedApprovals: true,
   ...over,
 });
 

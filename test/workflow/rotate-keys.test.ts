@@ -25,6 +25,7 @@ const rotation: RotateKeysInput['rotation'] = {
   approvers: ['alice', 'bob'],
   requiredApprovals: 2,
   gracePeriod: '0s',
+  unsignedApprovals: true, // signatures: test/workflow/signed-approvals.test.ts
 };
 
 function start(input: RotateKeysInput): Promise<WorkflowHandle<typeof rotateKeys>> {
