@@ -33,8 +33,8 @@ export function parseCodecKeys(text: string, source: string): CodecKeyring {
   for (const [i, entry] of entries.entries()) {
     const at = entry.indexOf('=');
     const id = at > 0 ? entry.slice(0, at) : '';
-    // Never echo the entry: it holds the key.
-    if (!KEY_ID.test(id)) throw new CodecKeyError(`${source}: entry ${i + 1}: expected <key id>=<base64 key>, the id of letters, digits, ".", "_" or "-" (at most 64)`);
+    // Never echo the entry: it holds the key. A bare key has "=" only as its padding, at the end.
+    if (!KEY_ID.test(id) || at === entry.length - 1) throw new CodecKeyError(`${source}: entry ${i + 1}: expected <key id>=<base64 key>, the id of letters, digits, ".", "_" or "-" (at most 64)`);
     const encoded = entry.slice(at + 1);
     const key = Buffer.from(encoded, 'base64');
     if (key.length !== KEY_BYTES || key.toString('base64').replace(/=+$/, '') !== encoded.replace(/=+$/, '')) {

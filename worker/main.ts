@@ -11,7 +11,7 @@ import { dataConverterFromEnv } from '../codec/data-converter';
 import { CodecKeyError } from '../codec/keys';
 import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../workflows/model';
 import { ConfigError, concurrencySettings, hsmSettings, kmsSettings, parseQueues } from './config';
-import { callLatency, installTelemetry, telemetrySettings } from './telemetry';
+import { callLatency, installTelemetry, telemetrySettings, type LogFormat } from './telemetry';
 
 const USAGE = `usage: byok-worker [--queues hsm,kms] [--kms-endpoint URL] [--metrics-address IP:PORT] [--log-format human|json]
 
@@ -40,6 +40,8 @@ Concurrency (per worker process unless said otherwise):
                                    session: scale the HSM side with more hsm worker processes
   BYOK_WORKFLOW_TASK_CONCURRENCY   workflow tasks run at once (default 40)`;
 
+let logFormat: LogFormat = 'human';
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -54,13 +56,14 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  // Read all configuration before connecting, so a mistake fails at once with one line.
+  // Read all configuration before connecting, so a mistake fails at once with one line (in the log format asked for).
+  const telemetry = telemetrySettings(process.env, values);
+  logFormat = telemetry.logFormat;
   const queues = parseQueues(values.queues ?? process.env.BYOK_WORKER_QUEUES ?? 'hsm,kms');
   const temporal = temporalSettings();
   const hsmConfig = queues.includes('hsm') ? hsmSettings(process.env) : undefined;
   const kmsConfig = queues.includes('kms') ? kmsSettings(process.env, values['kms-endpoint']) : undefined;
   const dataConverter = dataConverterFromEnv();
-  const telemetry = telemetrySettings(process.env, values);
   const concurrency = concurrencySettings(process.env);
 
   installTelemetry(telemetry);
@@ -130,6 +133,9 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   const config = err instanceof ConfigError || err instanceof CodecKeyError;
-  console.error(`byok-worker: ${config ? err.message : err?.stack ?? err}`);
+  const message = `byok-worker: ${config ? err.message : err?.stack ?? err}`;
+  // The last line follows the log format too, once it is known.
+  if (logFormat === 'json') console.error(JSON.stringify({ time: new Date().toISOString(), level: 'ERROR', message }));
+  else console.error(message);
   process.exit(config ? 2 : 1);
 });

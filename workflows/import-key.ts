@@ -10,7 +10,7 @@ import { MaterialImport } from './material-import';
 import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
 import { progressReporter } from './progress';
 import { ensureKmsKey, hsm, kms } from './proxies';
-import type { OperationState } from './search-attributes';
+import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
 import { runStep } from './step-failure';
 
 export type { ImportKeyInput } from './import-request';
@@ -69,9 +69,6 @@ export interface ImportKeyResult {
 
 // Approvals arrive as the shared approve/reject messages of ./decisions.
 export const statusQuery = defineQuery<ImportStatus>('status');
-
-/** Runs recorded before search attributes existed have no upserts in their history, and must not get any. */
-export const SEARCH_ATTRIBUTES_PATCH = 'byok-search-attributes';
 
 export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult> {
   const startedAt = new Date();

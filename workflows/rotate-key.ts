@@ -10,8 +10,10 @@ import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { MaterialImport } from './material-import';
+import { progressReporter } from './progress';
 import { ensureKmsKey, ensureRequestKey, hsm, kms } from './proxies';
 import { planRotation, type RotateKeyInput, type RotationPlan, type RotationStrategy } from './rotate-request';
+import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
 import { failureType, runStep, stepFailure } from './step-failure';
 
 export type { RotateKeyInput } from './rotate-request';
@@ -109,6 +111,24 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
   let failure: string | undefined;
   let subject: ApprovalSubject | undefined;
 
+  const progress = progressReporter('rotate', { searchAttributes: patched(SEARCH_ATTRIBUTES_PATCH) });
+  /** Moves to `next` and publishes it (search attributes, the UI's current details, metrics). */
+  const to = (next: RotationStep, doing: string) => {
+    step = next;
+    progress.report({
+      state: operationState(step, gate.state !== 'PENDING'),
+      alias: plan.alias,
+      requester: plan.requester,
+      kmsKeyId: (newKey ?? previousKey)?.keyId,
+      approvalsNeeded: gate.remaining,
+      pendingApprovers: plan.approvers.filter((a) => a !== plan.requester && !gate.approvals.some((d) => d.approver === a)),
+      approvalDeadline: deadline,
+      tokenValidTo: material?.params && new Date(material.params.parametersValidTo),
+      tokenRefreshes: material?.tokenRefreshes ?? 0,
+      activity: doing,
+    });
+  };
+
   setHandler(rotationStatusQuery, (): RotationStatus => ({
     step,
     alias: plan.alias,
@@ -134,6 +154,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     subject: () => subject,
     notReady: () => `the rotation is still preparing the new key material (${step})`,
     approverKeys: plan.approverKeys,
+    onDecided: () => to(step, gate.state === 'PENDING' ? 'waiting for approvals' : 'decided'),
   });
 
   const result = (outcome: RotateKeyResult['outcome'], extra: Partial<RotateKeyResult> = {}): RotateKeyResult => ({
@@ -153,6 +174,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
   });
 
   try {
+    to('PREPARING_KEYS', `finding the key behind ${plan.alias}`);
     const current = await runStep('finding the key behind the alias', () =>
       ensureKmsKey({ alias: plan.alias, description: plan.description, createIfMissing: false, requestId: workflowId }),
     );
@@ -186,15 +208,15 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
       wrappingKeySpec: plan.wrappingKeySpec,
       tokenSafetyMarginMs: plan.tokenSafetyMarginMs,
       maxTokenRefreshes: plan.maxTokenRefreshes,
-      onStep: (s) => (step = s),
+      onStep: (s, doing) => to(s, doing),
     });
     await material.wrap();
 
     subject = subjectOf(plan, strategy, current, target, generated);
-    step = 'AWAITING_APPROVAL';
+    to('AWAITING_APPROVAL', 'waiting for approvals');
     await awaitDecision(gate, deadline);
     if (gate.state !== 'APPROVED') {
-      step = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';
+      to(gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED', gate.state === 'REJECTED' ? `rejected by ${gate.rejection!.approver}; nothing rotated` : 'no quorum by the deadline; nothing rotated');
       const outcome = gate.state === 'REJECTED' ? 'REJECTED' : 'APPROVAL_EXPIRED';
       if (native) return result(outcome);
       // The new key never got material and no alias names it: do not leave it behind.
@@ -211,27 +233,27 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
         importType: 'NEW_KEY_MATERIAL',
         keyMaterialDescription: workflowId,
       });
-      step = 'ROTATING';
+      to('ROTATING', 'confirming the new material is pending, then RotateKeyOnDemand');
       const keyMaterialId = await confirmPending(target.keyId, workflowId, imported.keyMaterialId);
       await runStep('RotateKeyOnDemand', () => kms.rotateKeyOnDemand({ keyId: target.keyId, keyMaterialId }));
       const rotatedAt = new Date().toISOString();
-      step = 'VERIFYING';
+      to('VERIFYING', 'verifying the key: Enabled, EXTERNAL, encrypt/decrypt');
       const verification = await verify(plan, target);
-      step = 'DONE';
+      to('DONE', `rotated ${target.keyArn} to new material`);
       return result('ROTATED', { keyMaterialId, rotatedAt, verification });
     }
 
     await material.importApproved({ expirationModel: plan.expirationModel, validTo: plan.validTo });
-    step = 'VERIFYING';
+    to('VERIFYING', 'verifying the new key: Enabled, EXTERNAL, encrypt/decrypt');
     const verification = await verify(plan, target);
-    step = 'SWITCHING_ALIAS';
+    to('SWITCHING_ALIAS', `pointing ${plan.alias} at ${target.keyId}`);
     await runStep('UpdateAlias', () => kms.updateAlias({ alias: plan.alias, keyId: target.keyId }));
     const rotatedAt = new Date().toISOString();
 
-    step = 'GRACE_PERIOD';
     graceEndsAt = new Date(Date.now() + plan.gracePeriodMs).toISOString();
+    to('GRACE_PERIOD', `previous key ${current.keyId} stays enabled until ${graceEndsAt}`);
     if (plan.gracePeriodMs > 0) await sleep(plan.gracePeriodMs, { summary: `grace period: previous key ${current.keyId} stays enabled` });
-    step = 'DISABLING_PREVIOUS_KEY';
+    to('DISABLING_PREVIOUS_KEY', `disabling the previous key ${current.keyId}`);
     const { keyState } = await runStep('disabling the previous key', () => kms.disableKey({ keyId: current.keyId }));
     const previousKeyDisabledAt = new Date().toISOString();
     let previousKeyDeletionDate: string | undefined;
@@ -241,7 +263,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
         kms.scheduleKeyDeletion({ keyId: current.keyId, pendingWindowInDays: days }),
       ));
     }
-    step = 'DONE';
+    to('DONE', `${plan.alias} now names ${target.keyArn}`);
     return result('ROTATED', {
       rotatedAt,
       verification,
@@ -250,9 +272,28 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
       previousKeyDeletionDate,
     });
   } catch (err) {
-    step = 'FAILED';
     failure = err instanceof Error ? err.message : String(err);
+    to('FAILED', failure);
     throw err;
+  }
+}
+
+/** The state shared by every operation, from the rotation's finer steps. */
+function operationState(step: RotationStep, decided: boolean): OperationState {
+  switch (step) {
+    case 'PREPARING_KEYS':
+      return 'PREPARING';
+    case 'WRAPPING': // before approval: preparing; after it: a token refresh on the way to the import
+      return decided ? 'IMPORTING' : 'PREPARING';
+    case 'AWAITING_APPROVAL':
+    case 'GRACE_PERIOD':
+    case 'DONE':
+    case 'REJECTED':
+    case 'APPROVAL_EXPIRED':
+    case 'FAILED':
+      return step;
+    default: // IMPORTING, ROTATING, VERIFYING, SWITCHING_ALIAS, DISABLING_PREVIOUS_KEY: approved and under way
+      return 'IMPORTING';
   }
 }
 

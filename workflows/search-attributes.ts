@@ -12,6 +12,8 @@ export const OPERATION_STATES = [
   'PREPARING',
   'AWAITING_APPROVAL',
   'IMPORTING',
+  /** A rotation by alias swap: the alias moved, the previous key stays enabled until the grace period ends. */
+  'GRACE_PERIOD',
   'DONE',
   'REJECTED',
   'APPROVAL_EXPIRED',
@@ -53,3 +55,6 @@ export const CLI_TYPE_NAMES = {
   DATETIME: 'Datetime',
   KEYWORD_LIST: 'KeywordList',
 } as const;
+
+/** Runs recorded before search attributes existed have no upserts in their history, and must not get any. */
+export const SEARCH_ATTRIBUTES_PATCH = 'byok-search-attributes';

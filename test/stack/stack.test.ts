@@ -164,7 +164,7 @@ test('up registers the BYOK search attributes, also in a database that lacks the
   );
   assert.ok(!('ByokState' in (await registered())));
   // Then an import is refused at start, not left with failing workflow tasks.
-  const refused = await runByok(['import', '--alias', 'no-attributes', '--approvers', 'alice', '--requester', 'rita'], info.env);
+  const refused = await runByok(['import', '--alias', 'no-attributes', '--approvers', 'alice', '--requester', 'rita', '--unsigned-approvals'], info.env);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /no mapping defined for search attribute ByokState: register the BYOK search attributes first/);
   await stackUp(opts);

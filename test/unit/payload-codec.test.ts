@@ -114,6 +114,8 @@ describe('codec keys', () => {
       [`k1=${short}`, /key "k1": expected the base64 of exactly 32 bytes/],
       [`k1=${k1.toString('base64')}!`, /key "k1": expected the base64/],
       [k1.toString('base64'), /entry 1: expected <key id>=<base64 key>/],
+      // A bare key whose only "=" is its padding: never taken for an id (which would be echoed).
+      ['A'.repeat(43) + '=', /entry 1: expected <key id>=<base64 key>/],
       [`bad id=${k1.toString('base64')}`, /entry 1: expected <key id>=<base64 key>/],
       [`${codecKeyLine('k1', k1)}\n${codecKeyLine('k1', k2)}`, /key id "k1" appears twice/],
     ];
@@ -121,6 +123,7 @@ describe('codec keys', () => {
       assert.throws(() => parseCodecKeys(text, 'BYOK_CODEC_KEYS'), (err: Error) => {
         assert.match(err.message, message);
         assert.ok(!err.message.includes(short) && !err.message.includes(k1.toString('base64')), 'key echoed');
+        assert.ok(!err.message.includes('A'.repeat(43)), 'bare key echoed');
         return true;
       });
     }

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { ConfigError, concurrencySettings, hsmSettings, kmsSettings, parseQueues } from '../../worker/config';
 
 describe('worker configuration', () => {
@@ -11,6 +13,22 @@ describe('worker configuration', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'byok-config-'));
   });
   after(() => rm(dir, { recursive: true, force: true }));
+
+  it('says what is wrong in one JSON line when JSON logs are asked for', async () => {
+    const worker = path.join(__dirname, '..', '..', 'worker', 'main.js');
+    const run = await promisify(execFile)(process.execPath, [worker, '--log-format', 'json', '--queues', 'hsm'], {
+      env: { PATH: process.env.PATH, PKCS11_TOKEN_LABEL: 'byok-test' },
+    }).then(
+      () => assert.fail('the worker started without a PIN'),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(run.code, 2);
+    const lines = run.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, run.stderr);
+    const line = JSON.parse(lines[0]);
+    assert.equal(line.level, 'ERROR');
+    assert.match(line.message, /^byok-worker: .*PKCS11_PIN/);
+  });
 
   it('parses --queues and refuses anything but hsm and kms', () => {
     assert.deepEqual(parseQueues('hsm,kms'), ['hsm', 'kms']);

@@ -6,6 +6,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { approveUpdate, rejectUpdate } from '../../workflows/decisions';
 import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { rotateKey, rotationStatusQuery, type RotateKeyInput } from '../../workflows/rotate-key';
+import { ByokApprovalsNeeded, ByokKmsKeyId, ByokOperation, ByokPendingApprovers, ByokState } from '../../workflows/search-attributes';
 import { fakes, type Fakes } from './fakes';
 import { approveAs, failureOf, harness, refusalOf, until, type Harness } from './harness';
 
@@ -84,6 +85,28 @@ describe('rotateKey workflow, alias swap', () => {
       const graceMs = Date.parse(result.previousKeyDisabledAt!) - Date.parse(result.rotatedAt!);
       assert.ok(graceMs >= 3 * 86_400_000, `old key disabled ${graceMs} ms after the alias moved, expected the 3 d grace period`);
       assert.equal(await stepOf(h), 'DONE');
+    });
+  });
+
+  it('publishes operation rotate and its state as search attributes, the grace period included', async () => {
+    const f = withKey();
+    await t.withWorkers(f, async () => {
+      const h = await start(request({ gracePeriod: '3d' }));
+      await until(() => h.query(rotationStatusQuery), (s) => s.step === 'AWAITING_APPROVAL', 'awaiting approval');
+      const attributes = async () => (await h.describe()).typedSearchAttributes;
+      let sa = await attributes();
+      assert.equal(sa.get(ByokOperation), 'rotate');
+      assert.equal(sa.get(ByokState), 'AWAITING_APPROVAL');
+      assert.equal(sa.get(ByokKmsKeyId), 'key-2', 'the key that receives the new material');
+      assert.equal(sa.get(ByokApprovalsNeeded), 2);
+      assert.deepEqual(sa.get(ByokPendingApprovers), ['alice', 'bob', 'carol']);
+      await approveAs(h, 'alice', 'bob');
+      await until(() => h.query(rotationStatusQuery), (s) => s.step === 'GRACE_PERIOD', 'grace period');
+      sa = await attributes();
+      assert.equal(sa.get(ByokState), 'GRACE_PERIOD');
+      assert.equal(sa.get(ByokPendingApprovers), undefined, 'nobody is asked once it is decided');
+      await h.result();
+      assert.equal((await attributes()).get(ByokState), 'DONE');
     });
   });
 
