@@ -26,7 +26,7 @@ describe('visibility queries', () => {
   it('refuses values that would change the query, naming the option', () => {
     assert.throws(() => pendingQuery("a' OR 'x' = 'x"), /--as: expected a non-empty value without quotes or backslashes/);
     assert.throws(() => listQuery({ alias: 'pay\\ments' }), /--alias: expected/);
-    assert.throws(() => listQuery({ state: 'done' }), /--state: expected one of PREPARING, AWAITING_APPROVAL, IMPORTING, DONE, REJECTED, APPROVAL_EXPIRED, FAILED, got "done"/);
+    assert.throws(() => listQuery({ state: 'done' }), /--state: expected one of PREPARING, AWAITING_APPROVAL, IMPORTING, GRACE_PERIOD, DONE, REJECTED, APPROVAL_EXPIRED, FAILED, got "done"/);
     assert.throws(() => listQuery({ operation: 'delete' }), /--operation: expected one of import, rotate, restore, revoke/);
   });
 
