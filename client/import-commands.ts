@@ -1,13 +1,13 @@
 // `byok import|status|result`: start an import and follow it (deciding is in decision-commands.ts).
 import { userInfo } from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } from '../workflows/import-key';
 import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { ByokAlias, ByokOperation, ByokRequester, ByokState } from '../workflows/search-attributes';
 import { approverKeysDir, readApproverKeys } from './approver-keys';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, printFailure, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { printResult, printStatus } from './render';
 
@@ -157,10 +157,7 @@ async function resultCommand(args: string[]): Promise<number> {
       result = await handle.result();
     } catch (err) {
       if (!(err instanceof WorkflowFailedError)) throw err;
-      const cause = err.cause instanceof ApplicationFailure ? err.cause : undefined;
-      const failure = { outcome: 'FAILED', type: cause?.type ?? err.cause?.name, message: err.cause?.message ?? err.message };
-      print(v.json, failure, () => console.error(`${workflowId}: FAILED (${failure.type}): ${failure.message}`));
-      return Exit.FAILED;
+      return printFailure(workflowId, err, v.json);
     }
     print(v.json, result, () => printResult(workflowId, result));
     return result.outcome === 'IMPORTED' ? Exit.OK : result.outcome === 'REJECTED' ? Exit.REJECTED : Exit.APPROVAL_EXPIRED;

@@ -1,12 +1,12 @@
 // `byok rotate` (one key, a list, or every due key) and `byok rotation` (where a rotation stands).
 import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { aliasName } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { rotateKey, rotationStatusQuery, type RotateKeyResult } from '../workflows/rotate-key';
 import { childRotationId, rotateKeys, rotateKeysProgressQuery, type RotateKeysInput, type RotateKeysResult } from '../workflows/rotate-keys';
 import { planRotation } from '../workflows/rotate-request';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, showUsage, withWorkflow, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, printFailure, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { ROTATION_OPTIONS, ROTATION_USAGE, rotationSettings } from './rotation-options';
 import { rotationScheduleId } from './schedule-commands';
@@ -143,10 +143,7 @@ async function rotationCommand(args: string[]): Promise<number> {
       result = await handle.result();
     } catch (err) {
       if (!(err instanceof WorkflowFailedError)) throw err;
-      const cause = err.cause instanceof ApplicationFailure ? err.cause : undefined;
-      const failure = { outcome: 'FAILED', type: cause?.type ?? err.cause?.name, message: err.cause?.message ?? err.message };
-      print(v.json, failure, () => console.error(`${workflowId}: FAILED (${failure.type}): ${failure.message}`));
-      return Exit.FAILED;
+      return printFailure(workflowId, err, v.json);
     }
     if ('outcomes' in result) {
       const r = result;

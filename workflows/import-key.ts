@@ -8,7 +8,7 @@ import { acceptDecisions, awaitDecision } from './decisions';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
 import { MaterialImport } from './material-import';
 import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
-import { progressReporter } from './progress';
+import { approvalProgress, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, hsm, kms } from './proxies';
 import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
 import { runStep } from './step-failure';
@@ -96,11 +96,8 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
       alias: plan.alias,
       requester: plan.requester,
       kmsKeyId: kmsKey?.keyId,
-      approvalsNeeded: gate.remaining,
-      pendingApprovers: plan.approvers.filter((a) => a !== plan.requester && !gate.approvals.some((d) => d.approver === a)),
-      approvalDeadline: deadline,
-      tokenValidTo: material?.params && new Date(material.params.parametersValidTo),
-      tokenRefreshes: material?.tokenRefreshes ?? 0,
+      ...approvalProgress(gate, deadline),
+      ...tokenProgress(material),
       activity: doing,
     });
 

@@ -3,6 +3,8 @@
 // the workflow metrics. Shared by every operation; commands only when something changed.
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import { metricMeter, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { ApprovalGate } from './approval';
+import type { MaterialImport } from './material-import';
 import {
   ByokAlias,
   ByokApprovalDeadline,
@@ -32,6 +34,21 @@ export interface OperationProgress {
   tokenRefreshes?: number;
   /** One line on what happens now, for the UI's current details. */
   activity: string;
+}
+
+/** The approval part of a report, read off the gate every operation waits on. */
+export function approvalProgress(gate: ApprovalGate, deadline: Date): Pick<OperationProgress, 'approvalsNeeded' | 'pendingApprovers' | 'approvalDeadline'> {
+  const { requester, approvers } = gate.policy;
+  return {
+    approvalsNeeded: gate.remaining,
+    pendingApprovers: approvers.filter((a) => a !== requester && !gate.approvals.some((d) => d.approver === a)),
+    approvalDeadline: deadline,
+  };
+}
+
+/** The import token part of a report, once material is being imported. */
+export function tokenProgress(material: MaterialImport | undefined): Pick<OperationProgress, 'tokenValidTo' | 'tokenRefreshes'> {
+  return { tokenValidTo: material?.params && new Date(material.params.parametersValidTo), tokenRefreshes: material?.tokenRefreshes ?? 0 };
 }
 
 export interface ProgressReporter {

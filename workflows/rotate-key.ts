@@ -10,7 +10,7 @@ import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { MaterialImport } from './material-import';
-import { progressReporter } from './progress';
+import { approvalProgress, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, ensureRequestKey, hsm, kms } from './proxies';
 import { planRotation, type RotateKeyInput, type RotationPlan, type RotationStrategy } from './rotate-request';
 import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
@@ -120,11 +120,8 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
       alias: plan.alias,
       requester: plan.requester,
       kmsKeyId: (newKey ?? previousKey)?.keyId,
-      approvalsNeeded: gate.remaining,
-      pendingApprovers: plan.approvers.filter((a) => a !== plan.requester && !gate.approvals.some((d) => d.approver === a)),
-      approvalDeadline: deadline,
-      tokenValidTo: material?.params && new Date(material.params.parametersValidTo),
-      tokenRefreshes: material?.tokenRefreshes ?? 0,
+      ...approvalProgress(gate, deadline),
+      ...tokenProgress(material),
       activity: doing,
     });
   };
