@@ -8,9 +8,9 @@ import { acceptDecisions, awaitDecision } from './decisions';
 import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
 import { MaterialImport } from './material-import';
 import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
-import { approvalProgress, progressReporter, tokenProgress } from './progress';
+import { approvalProgress, operationState, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, hsm, kms } from './proxies';
-import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
+import { SEARCH_ATTRIBUTES_PATCH } from './search-attributes';
 import { runStep } from './step-failure';
 
 export type { ImportKeyInput } from './import-request';
@@ -219,20 +219,6 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     failure = err instanceof Error ? err.message : String(err);
     report(failure);
     throw err;
-  }
-}
-
-/** The state shared by every operation, from the import's finer steps. */
-function operationState(step: ImportStep, decided: boolean): OperationState {
-  switch (step) {
-    case 'PREPARING_KEYS':
-      return 'PREPARING';
-    case 'WRAPPING': // before approval: preparing; after it: a token refresh on the way to the import
-      return decided ? 'IMPORTING' : 'PREPARING';
-    case 'VERIFYING':
-      return 'IMPORTING';
-    default:
-      return step;
   }
 }
 

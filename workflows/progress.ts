@@ -15,6 +15,7 @@ import {
   ByokRequester,
   ByokState,
   ByokTokenValidTo,
+  OPERATION_STATES,
   SEARCH_ATTRIBUTES,
   type Operation,
   type OperationState,
@@ -34,6 +35,15 @@ export interface OperationProgress {
   tokenRefreshes?: number;
   /** One line on what happens now, for the UI's current details. */
   activity: string;
+}
+
+/**
+ * The state shared by every operation, from a workflow's finer step: its own name where it is one
+ * of the shared states, else preparing before the decision and under way ("IMPORTING") after it.
+ */
+export function operationState(step: string, decided: boolean): OperationState {
+  if ((OPERATION_STATES as readonly string[]).includes(step)) return step as OperationState;
+  return decided ? 'IMPORTING' : 'PREPARING';
 }
 
 /** The approval part of a report, read off the gate every operation waits on. */

@@ -10,10 +10,10 @@ import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { MaterialImport } from './material-import';
-import { approvalProgress, progressReporter, tokenProgress } from './progress';
+import { approvalProgress, operationState, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, ensureRequestKey, hsm, kms } from './proxies';
 import { planRotation, type RotateKeyInput, type RotationPlan, type RotationStrategy } from './rotate-request';
-import { SEARCH_ATTRIBUTES_PATCH, type OperationState } from './search-attributes';
+import { SEARCH_ATTRIBUTES_PATCH } from './search-attributes';
 import { failureType, runStep, stepFailure } from './step-failure';
 
 export type { RotateKeyInput } from './rotate-request';
@@ -272,25 +272,6 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     failure = err instanceof Error ? err.message : String(err);
     to('FAILED', failure);
     throw err;
-  }
-}
-
-/** The state shared by every operation, from the rotation's finer steps. */
-function operationState(step: RotationStep, decided: boolean): OperationState {
-  switch (step) {
-    case 'PREPARING_KEYS':
-      return 'PREPARING';
-    case 'WRAPPING': // before approval: preparing; after it: a token refresh on the way to the import
-      return decided ? 'IMPORTING' : 'PREPARING';
-    case 'AWAITING_APPROVAL':
-    case 'GRACE_PERIOD':
-    case 'DONE':
-    case 'REJECTED':
-    case 'APPROVAL_EXPIRED':
-    case 'FAILED':
-      return step;
-    default: // IMPORTING, ROTATING, VERIFYING, SWITCHING_ALIAS, DISABLING_PREVIOUS_KEY: approved and under way
-      return 'IMPORTING';
   }
 }
 
