@@ -161,7 +161,8 @@ async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: st
     const handle = await fleet.client.workflow.start(importKey, {
       taskQueue: WORKFLOW_TASK_QUEUE,
       workflowId: `import-${alias}`,
-      args: [{ alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'bench', approvers: ['bench-approver'], requiredApprovals: 1 }],
+      // Unsigned: the direct script has no approvals to compare signature checks with.
+      args: [{ alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'bench', approvers: ['bench-approver'], requiredApprovals: 1, unsignedApprovals: true }],
     });
     await decidable(fleet, handle.workflowId, handle.firstExecutionRunId);
     const ready = performance.now();

@@ -57,7 +57,8 @@ async function startImport(alias: string): Promise<WorkflowHandle<typeof importK
   return fleet.client.workflow.start(importKey, {
     taskQueue: WORKFLOW_TASK_QUEUE,
     workflowId: `import-${alias}`,
-    args: [{ alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'rita', approvers: ['alice'], requiredApprovals: 1 }],
+    // Durability is under test here; signed decisions have their own tests (test/workflow/signed-approvals.test.ts).
+    args: [{ alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'rita', approvers: ['alice'], requiredApprovals: 1, unsignedApprovals: true }],
   });
 }
 
