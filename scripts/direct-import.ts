@@ -30,10 +30,15 @@ async function timed<T>(times: CallTimes, name: string, call: () => Promise<T>):
 /** One import, as importKey does it between its approval-free steps. */
 export async function importDirect(a: DirectActivities, alias: string): Promise<CallTimes> {
   const plan = planImport(
-    { alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'bench', approvers: ['bench-approver'], requiredApprovals: 1 },
+    { alias, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'bench', approvers: ['bench-approver'], requiredApprovals: 1, unsignedApprovals: true },
     new Date(),
   );
   const times: CallTimes = {};
+  // The read-only checks importKey makes before either side creates a key.
+  await Promise.all([
+    timed(times, 'checkImportTarget', () => a.kms.checkImportTarget({ alias: plan.alias, createIfMissing: true })),
+    timed(times, 'checkHsmKey', () => a.hsm.checkHsmKey({ label: plan.hsmKeyLabel, generate: true })),
+  ]);
   const [kmsKey, hsmKey] = await Promise.all([
     timed(times, 'ensureKmsKey', () =>
       a.kms.ensureKmsKey({ alias: plan.alias, description: plan.description, createIfMissing: true, requestId: `import-${plan.aliasName}` }),
