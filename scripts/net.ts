@@ -12,6 +12,13 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** `n` distinct ports, each free a moment ago: the OS may hand out one port twice in a row. */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
 /** Resolves once something accepts TCP connections on host:port; rejects after timeoutMs. */
 export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -3,17 +3,15 @@
 // started, and its page shows the summary and the pending-approval state. Leaves a screenshot in
 // test-artifacts/.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import '../quiet-runtime';
 import { runByok, useApproverKeys } from '../byok-cli';
-import { freePort } from '../../scripts/net';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
 import { projectRoot, tools } from '../../scripts/paths';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 
 const UI_TIMEOUT_MS = 60_000;
 const SCREENSHOT = path.join(projectRoot, 'test-artifacts', 'ui-awaiting-approval.png');
@@ -45,29 +43,15 @@ async function frameText(page: Page, needle: string): Promise<string> {
 
 describe('the Temporal Web UI in a real browser', () => {
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-ui-'));
-    opts = {
-      dir,
-      temporalPort: await freePort(),
-      uiPort: await freePort(),
-      kmsPort: await freePort(),
-      namespace: 'default',
-      tokenLabel: 'byok-ui',
-      pin: `ui-${randomBytes(8).toString('hex')}`,
-      soPin: `so-${randomBytes(6).toString('hex')}`,
-      worker: true,
-    };
+    opts = await testStackOptions('ui');
     info = await stackUp(opts);
-    await useApproverKeys(path.join(dir, 'approver-keys'));
+    await useApproverKeys(path.join(opts.dir, 'approver-keys'));
     browser = await chromium.launch({ executablePath: tools.chromium, headless: true, args: CHROMIUM_ARGS });
   });
 
   after(async () => {
     await browser?.close();
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('finds the import awaiting approval by its search attributes and shows its summary and state', async () => {

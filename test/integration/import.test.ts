@@ -3,8 +3,7 @@
 // secret scan can prove it reads payload contents; secrets-at-rest.test.ts runs with it on.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient, ListKeysCommand } from '@aws-sdk/client-kms';
@@ -15,12 +14,10 @@ import { runByok, type CliRun } from '../byok-cli';
 import { findSecrets, haystacksOf, type Haystack } from '../secret-scan';
 import { createKnownKey } from './known-key';
 import { nodeKcv } from '../hsm/softhsm-fixture';
-import { freePort } from '../../scripts/net';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { ImportKeyResult } from '../../workflows/import-key';
 
-// A PIN that cannot turn up in a history by chance, unlike the demo's "1234".
-const PIN = `it-${randomBytes(8).toString('hex')}`;
 const KNOWN_KEY = randomBytes(32);
 const KNOWN_LABEL = 'byok/it-known';
 
@@ -64,23 +61,12 @@ async function keyCount(): Promise<number> {
 
 describe('byok on the real stack', () => {
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-it-'));
-    opts = {
-      dir,
-      temporalPort: await freePort(),
-      uiPort: await freePort(),
-      kmsPort: await freePort(),
-      namespace: 'default',
-      tokenLabel: 'byok-it',
-      pin: PIN,
-      soPin: `so-${randomBytes(6).toString('hex')}`,
-      worker: false,
-    };
+    opts = await testStackOptions('it', { worker: false });
     info = await stackUp(opts);
     // The known key goes in before the worker opens the token.
-    createKnownKey(info.softhsmConf, opts.tokenLabel, PIN, { label: KNOWN_LABEL, id: 'it-known', value: KNOWN_KEY });
+    createKnownKey(info.softhsmConf, opts.tokenLabel, opts.pin, { label: KNOWN_LABEL, id: 'it-known', value: KNOWN_KEY });
     info = await stackUp({ ...opts, worker: true });
-    keysEnv = { BYOK_KEYS_DIR: path.join(dir, 'approver-keys') };
+    keysEnv = { BYOK_KEYS_DIR: path.join(opts.dir, 'approver-keys') };
     for (const name of ['alice', 'bob', 'carol']) await ok('keygen', '--as', name);
     kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
     temporal = await Connection.connect({ address: info.temporalAddress });
@@ -88,10 +74,7 @@ describe('byok on the real stack', () => {
 
   after(async () => {
     await temporal?.close();
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('imports an existing HSM key after two CLI approvals; the KMS key is Enabled and encrypts', async () => {
@@ -194,7 +177,7 @@ describe('byok on the real stack', () => {
     // Positive control: the scan reads payload contents (the KCV is in every history, by design: no codec here).
     assert.ok(haystacks.some((h) => h.bytes.includes(Buffer.from(nodeKcv(KNOWN_KEY)))), 'payloads were searched');
 
-    const secrets = [{ name: 'PIN', value: Buffer.from(PIN) }, { name: 'key bytes', value: KNOWN_KEY }];
+    const secrets = [{ name: 'PIN', value: Buffer.from(opts.pin) }, { name: 'key bytes', value: KNOWN_KEY }];
     assert.deepEqual(findSecrets(haystacks, secrets), []);
   });
 

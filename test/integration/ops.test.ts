@@ -2,19 +2,15 @@
 // the dev server, and the worker's Prometheus endpoint scraped while imports run.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import '../quiet-runtime';
 import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
 import type { OperationRow } from '../../client/ops-commands';
-import { freePort } from '../../scripts/net';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
 import { projectRoot } from '../../scripts/paths';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 
-const PIN = `ops-${randomBytes(8).toString('hex')}`;
 let opts: StackOptions;
 let info: StackInfo;
 
@@ -72,29 +68,14 @@ describe('byok list, pending, watch and the metrics endpoint on the real stack',
   let approved: string;
 
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-ops-'));
-    opts = {
-      dir,
-      temporalPort: await freePort(),
-      uiPort: await freePort(),
-      kmsPort: await freePort(),
-      metricsPort: await freePort(),
-      namespace: 'default',
-      tokenLabel: 'byok-ops',
-      pin: PIN,
-      soPin: `so-${randomBytes(6).toString('hex')}`,
-      worker: true,
-    };
+    opts = await testStackOptions('ops', { metrics: true });
     info = await stackUp(opts);
-    await useApproverKeys(path.join(dir, 'approver-keys'));
+    await useApproverKeys(path.join(opts.dir, 'approver-keys'));
     before0 = await scrape();
   });
 
   after(async () => {
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('list and pending find an import awaiting approval by state, alias and approver', async () => {
@@ -180,7 +161,7 @@ describe('byok list, pending, watch and the metrics endpoint on the real stack',
     assert.equal(moved('byok_kms_call_latency_count', { activityType: 'importKeyMaterial', outcome: 'ok' }), 1);
     assert.equal(moved('byok_kms_call_latency_count', { activityType: 'verifyKey', outcome: 'ok' }), 1);
     assert.ok(sample(now, 'temporal_workflow_completed') >= 2, 'the Temporal runtime exports its own metrics too');
-    assert.ok(!now.includes(PIN), 'no PIN in the metrics');
+    assert.ok(!now.includes(opts.pin), 'no PIN in the metrics');
   });
 
   // Last: a second worker on the queue must not take tasks of a running import.
@@ -200,6 +181,6 @@ describe('byok list, pending, watch and the metrics endpoint on the real stack',
     assert.equal(started.level, 'INFO');
     assert.deepEqual(started.queues, ['byok-kms']);
     assert.ok(lines.every((l) => !Number.isNaN(Date.parse(l.time)) && l.level && l.message));
-    assert.ok(!err.includes(PIN));
+    assert.ok(!err.includes(opts.pin));
   });
 });

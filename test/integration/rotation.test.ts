@@ -2,9 +2,6 @@
 // the worker process), driven through the `byok` CLI: import a key, schedule its rotation,
 // trigger it, approve, and watch the alias move and the old key get disabled after its grace period.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -12,8 +9,8 @@ import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import '../quiet-runtime';
 import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
-import { freePort } from '../../scripts/net';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { ImportKeyResult } from '../../workflows/import-key';
 import type { RotateKeyResult, RotationStatus } from '../../workflows/rotate-key';
 
@@ -52,18 +49,7 @@ const keyState = async (keyId: string) => (await kms.send(new DescribeKeyCommand
 
 describe('scheduled rotation on the real stack', () => {
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-rot-'));
-    opts = {
-      dir,
-      temporalPort: await freePort(),
-      uiPort: await freePort(),
-      kmsPort: await freePort(),
-      namespace: 'default',
-      tokenLabel: 'byok-rot',
-      pin: `it-${randomBytes(8).toString('hex')}`,
-      soPin: `so-${randomBytes(6).toString('hex')}`,
-      worker: true,
-    };
+    opts = await testStackOptions('rot');
     info = await stackUp(opts);
     await useApproverKeys(path.join(opts.dir, 'approver-keys'), ['alice', 'bob']);
     kms = new KMSClient({ region: info.region, endpoint: info.kmsEndpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
@@ -72,10 +58,7 @@ describe('scheduled rotation on the real stack', () => {
   after(async () => {
     kms?.destroy();
     await temporal?.close();
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('a triggered schedule rotates by alias swap after CLI approvals; the old key is disabled after the grace period', async () => {

@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
@@ -22,12 +21,10 @@ import { encryptingDataConverter } from '../../codec/data-converter';
 import { codecKeyLine, codecKeysFromEnv, type CodecKeyring } from '../../codec/keys';
 import { AesGcmPayloadCodec, ENCODING, KEY_ID_METADATA } from '../../codec/payload-codec';
 import { payloadsFromJson, payloadsToJson } from '../../codec/payload-json';
-import { freePort } from '../../scripts/net';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { ImportKeyResult } from '../../workflows/import-key';
 
-const PIN = `sar-${randomBytes(8).toString('hex')}`;
-const SO_PIN = `so-${randomBytes(8).toString('hex')}`;
 const KNOWN_KEY = randomBytes(32);
 const KNOWN_LABEL = 'byok/sar-known';
 const MISSING_LABEL = 'byok/sar-missing-key';
@@ -64,8 +61,8 @@ async function start(...importArgs: string[]): Promise<string> {
 /** The secrets no scan may find. Approvers' private keys (issue-4b) get one line each here. */
 function secrets(): Secret[] {
   return [
-    { name: 'HSM PIN', value: Buffer.from(PIN) },
-    { name: 'HSM SO PIN', value: Buffer.from(SO_PIN) },
+    { name: 'HSM PIN', value: Buffer.from(opts.pin) },
+    { name: 'HSM SO PIN', value: Buffer.from(opts.soPin) },
     ...[...keys.byId].map(([id, value]) => ({ name: `codec key ${id}`, value })),
     { name: 'known key bytes', value: KNOWN_KEY },
     ...['alice', 'bob', 'carol'].flatMap((name) => {
@@ -92,25 +89,18 @@ const partition = (history: unknown) => {
 
 describe('no secret at rest, payload codec on', () => {
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-sar-'));
-    const ports = new Set<number>();
-    while (ports.size < 4) ports.add(await freePort());
-    const [temporalPort, uiPort, kmsPort, codecPort] = [...ports];
-    opts = { dir, temporalPort, uiPort, kmsPort, namespace: 'default', tokenLabel: 'byok-sar', pin: PIN, soPin: SO_PIN, worker: false, codec: { port: codecPort } };
+    opts = await testStackOptions('sar', { worker: false, codec: true });
     info = await stackUp(opts);
-    createKnownKey(info.softhsmConf, opts.tokenLabel, PIN, { label: KNOWN_LABEL, id: 'sar-known', value: KNOWN_KEY });
+    createKnownKey(info.softhsmConf, opts.tokenLabel, opts.pin, { label: KNOWN_LABEL, id: 'sar-known', value: KNOWN_KEY });
     info = await stackUp({ ...opts, worker: true });
-    await useApproverKeys(path.join(dir, 'approver-keys'));
+    await useApproverKeys(path.join(opts.dir, 'approver-keys'));
     keys = codecKeysFromEnv({ BYOK_CODEC_KEY_FILE: info.env.BYOK_CODEC_KEY_FILE })!;
     temporal = await Connection.connect({ address: info.temporalAddress });
   });
 
   after(async () => {
     await temporal?.close();
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('imports, rejects and fails through the CLI; the CLI reads every answer through the codec', async () => {

@@ -7,64 +7,51 @@ import { after, before, describe, it } from 'node:test';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import '../quiet-runtime';
 import { buildEvidence, checkSignatures, type EvidenceRecord } from '../../client/evidence-record';
-import { projectRoot, tools } from '../../scripts/paths';
+import { projectRoot } from '../../scripts/paths';
 import { approvalQuery, approveSignal, approveUpdate } from '../../workflows/decisions';
 import { importKey } from '../../workflows/import-key';
-import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
-import { indexedValueTypes } from '../../scripts/temporal-dev-server';
+import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { approver, keysOf, signStatement, statementFor, type Approver } from '../signing-fixture';
 import { fakes } from './fakes';
+import { harness, type Harness } from './harness';
 
+let t: Harness;
 let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
 let record: EvidenceRecord;
-const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
 const alice = approver('alice');
 const bob = approver('bob');
 const carol = approver('carol');
 const keys = keysOf([alice, bob, carol]);
 
 before(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
-  });
-  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
-  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  t = await harness();
+  env = t.env;
 
   // One signed import: alice approves, 25 h pass (the token is refreshed), carol's unsigned signal
   // is refused, bob approves.
-  const f = fakes();
-  const opts = { connection: env.nativeConnection, namespace: env.namespace ?? 'default' };
-  const kmsWorker = await Worker.create({ ...opts, taskQueue: KMS_TASK_QUEUE, workflowBundle: bundle, activities: f.kms });
-  const hsmWorker = await Worker.create({ ...opts, taskQueue: HSM_TASK_QUEUE, activities: f.hsm });
-  await kmsWorker.runUntil(
-    hsmWorker.runUntil(async () => {
-      const h = await env.client.workflow.start(importKey, {
-        taskQueue: KMS_TASK_QUEUE,
-        workflowId: 'evidence-1',
-        args: [{ alias: 'payments', wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'rita', approvers: ['alice', 'bob', 'carol'], requiredApprovals: 2, approverKeys: keys }],
-      });
-      while (!(await h.query(approvalQuery)).decidable) await new Promise((r) => setTimeout(r, 20));
-      const decide = async (by: Approver, comment?: string) => {
-        const { subject } = await h.query(approvalQuery);
-        const statement = statementFor(by, h.workflowId, subject!, { comment }, await env.currentTimeMs());
-        return h.executeUpdate(approveUpdate, { args: [{ approver: by.name, comment, signed: signStatement(by, statement) }] });
-      };
-      await decide(alice, 'CHG-1');
-      await env.sleep('25h');
-      await h.signal(approveSignal, { approver: 'carol' });
-      await decide(bob);
-      assert.equal((await h.result()).outcome, 'IMPORTED');
-      record = await buildEvidence(h.workflowId, await h.fetchHistory(), env.client.options.loadedDataConverter);
-    }),
-  );
+  await t.withWorkers(fakes(), async () => {
+    const h = await env.client.workflow.start(importKey, {
+      taskQueue: KMS_TASK_QUEUE,
+      workflowId: 'evidence-1',
+      args: [{ alias: 'payments', wrappingAlgorithm: 'RSAES_OAEP_SHA_1', requester: 'rita', approvers: ['alice', 'bob', 'carol'], requiredApprovals: 2, approverKeys: keys }],
+    });
+    while (!(await h.query(approvalQuery)).decidable) await new Promise((r) => setTimeout(r, 20));
+    const decide = async (by: Approver, comment?: string) => {
+      const { subject } = await h.query(approvalQuery);
+      const statement = statementFor(by, h.workflowId, subject!, { comment }, await env.currentTimeMs());
+      return h.executeUpdate(approveUpdate, { args: [{ approver: by.name, comment, signed: signStatement(by, statement) }] });
+    };
+    await decide(alice, 'CHG-1');
+    await env.sleep('25h');
+    await h.signal(approveSignal, { approver: 'carol' });
+    await decide(bob);
+    assert.equal((await h.result()).outcome, 'IMPORTED');
+    record = await buildEvidence(h.workflowId, await h.fetchHistory(), env.client.options.loadedDataConverter);
+  });
 });
 after(async () => {
-  await env?.teardown();
+  await t?.teardown();
 });
 
 const copy = (): EvidenceRecord => JSON.parse(JSON.stringify(record));

@@ -2,13 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { workflowMetadataQuery } from '@temporalio/workflow';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import '../quiet-runtime';
-import { tools } from '../../scripts/paths';
-import { indexedValueTypes } from '../../scripts/temporal-dev-server';
 import { approveSignal, approveUpdate, rejectUpdate } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
 import {
@@ -22,26 +18,22 @@ import {
   ByokState,
   ByokTokenValidTo,
 } from '../../workflows/search-attributes';
-import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
+import { KMS_TASK_QUEUE } from '../../workflows/model';
+import { failureOf, harness, refusalOf, type Harness } from './harness';
 import { fakes, tokenExpired, tokenInvalid, type Fakes } from './fakes';
 
-let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
 let seq = 0;
 
+let t: Harness;
+let env: TestWorkflowEnvironment;
 before(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
-  });
-  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
-  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  t = await harness();
+  env = t.env;
 });
 after(async () => {
-  await env?.teardown();
+  await t?.teardown();
 });
-
-const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> => t.withWorkers(f, fn);
 
 const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
   alias: 'payments',
@@ -53,14 +45,6 @@ const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
   unsignedApprovals: true,
   ...over,
 });
-
-/** Runs `fn` while workers on both task queues serve the workflow and the fakes. */
-async function withWorkers<T>(f: Fakes, fn: () => Promise<T>): Promise<T> {
-  const opts = { connection: env.nativeConnection, namespace: env.namespace ?? 'default' };
-  const kmsWorker = await Worker.create({ ...opts, taskQueue: KMS_TASK_QUEUE, workflowBundle: bundle, activities: f.kms });
-  const hsmWorker = await Worker.create({ ...opts, taskQueue: HSM_TASK_QUEUE, activities: f.hsm });
-  return kmsWorker.runUntil(hsmWorker.runUntil(fn));
-}
 
 function start(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
   return env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `import-test-${++seq}`, args: [input] });
@@ -83,25 +67,6 @@ async function awaitingApproval(input: ImportKeyInput): Promise<WorkflowHandle<t
 }
 
 const approve = (h: WorkflowHandle, approver: string) => h.executeUpdate(approveUpdate, { args: [{ approver }] });
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => assert.fail('expected the workflow to fail'),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof WorkflowFailedError, `expected WorkflowFailedError, got ${err}`);
-  assert.ok(err.cause instanceof ApplicationFailure, `expected an ApplicationFailure cause, got ${err.cause}`);
-  return err.cause;
-}
-
-async function refusalOf(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => assert.fail('expected the update to be refused'),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof WorkflowUpdateFailedError, `expected WorkflowUpdateFailedError, got ${err}`);
-  return (err.cause as Error).message;
-}
 
 describe('importKey workflow', () => {
   it('imports after two of three approvals and reports what was imported', async () => {

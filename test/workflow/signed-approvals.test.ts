@@ -2,34 +2,26 @@
 // the workflow sandbox, and forged, replayed, expired and unsigned decisions are refused.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { type WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import '../quiet-runtime';
-import { tools } from '../../scripts/paths';
 import { approvalQuery, approveSignal, approveUpdate, rejectUpdate, type DecisionInput } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput } from '../../workflows/import-key';
-import { HSM_TASK_QUEUE, KMS_TASK_QUEUE } from '../../workflows/model';
-import { indexedValueTypes } from '../../scripts/temporal-dev-server';
+import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { approver, keysOf, signStatement, statementFor, type Approver } from '../signing-fixture';
 import { fakes, type Fakes } from './fakes';
+import { harness, refusalOf, type Harness } from './harness';
 
+let t: Harness;
 let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
 let seq = 0;
-const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
-
 before(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
-  });
-  // The workflow upserts its search attributes; unregistered ones would fail its tasks.
-  await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  t = await harness();
+  env = t.env;
 });
 after(async () => {
-  await env?.teardown();
+  await t?.teardown();
 });
+const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> => t.withWorkers(f, fn);
 
 const alice = approver('alice');
 const bob = approver('bob');
@@ -44,13 +36,6 @@ const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
   approverKeys: keysOf([alice, bob, carol]),
   ...over,
 });
-
-async function withWorkers<T>(f: Fakes, fn: () => Promise<T>): Promise<T> {
-  const opts = { connection: env.nativeConnection, namespace: env.namespace ?? 'default' };
-  const kmsWorker = await Worker.create({ ...opts, taskQueue: KMS_TASK_QUEUE, workflowBundle: bundle, activities: f.kms });
-  const hsmWorker = await Worker.create({ ...opts, taskQueue: HSM_TASK_QUEUE, activities: f.hsm });
-  return kmsWorker.runUntil(hsmWorker.runUntil(fn));
-}
 
 async function awaitingApproval(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
   const h = await env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `signed-${++seq}`, args: [input] });
@@ -67,12 +52,6 @@ async function signedDecision(h: WorkflowHandle, by: Approver, over: Parameters<
   // The test server's clock, which skips ahead: workflow time, not ours.
   const statement = statementFor(by, h.workflowId, subject!, over, await env.currentTimeMs());
   return { approver: by.name, comment: statement.comment, signed: signStatement(by, statement, key) };
-}
-
-async function refusalOf(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(() => assert.fail('expected a refusal'), (e: unknown) => e);
-  assert.ok(err instanceof WorkflowUpdateFailedError, `expected WorkflowUpdateFailedError, got ${err}`);
-  return (err.cause as Error).message;
 }
 
 describe('signed decisions', () => {
