@@ -5,6 +5,7 @@
 // local-kms and an empty token. Prints medians over the repetitions.
 //
 //   npm run bench -- --n 1,50,200 --concurrency 1,4,16 --repeat 3 [--workers split|combined]
+//     [--kms-rate PER_SECOND] [--kms-concurrency K] [--hsm-concurrency H]
 import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -74,6 +75,8 @@ interface Run {
   cpu: Record<string, number>;
   /** Share of the run during which some runnable task on the machine waited for a CPU. */
   cpuStall: number;
+  /** Workflow runs: KMS activity attempts started per second, first to last start (from the histories). */
+  kmsStartsPerSecond?: number;
 }
 
 const median = (xs: number[]): number => quantile(xs, 0.5);
@@ -87,6 +90,18 @@ const eventMs = (e: HistoryEvent): number => {
   const t = e.eventTime;
   return Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
 };
+
+/** When each KMS activity attempt started (ms), from a history. */
+function kmsStarts(events: HistoryEvent[]): number[] {
+  const scheduled = new Map<number, string>();
+  const starts: number[] = [];
+  for (const e of events) {
+    if (e.activityTaskScheduledEventAttributes) scheduled.set(Number(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '?');
+    const started = e.activityTaskStartedEventAttributes;
+    if (started && !HSM_ACTIVITIES.has(scheduled.get(Number(started.scheduledEventId)) ?? '')) starts.push(eventMs(e));
+  }
+  return starts;
+}
 
 /** Time each activity type spent executing (started to completed, last attempt), from a history. */
 function activityTimes(events: HistoryEvent[]): CallTimes {
@@ -182,16 +197,20 @@ async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: st
   for (const w of workers) await w.stop();
   const hsmMs: number[] = [];
   const kmsMs: number[] = [];
+  const starts: number[] = [];
   for (const { workflowId } of imports) {
     const history = await fleet.client.workflow.getHandle(workflowId).fetchHistory();
     const { hsm, kms } = split(activityTimes(history.events ?? []));
     hsmMs.push(hsm);
     kmsMs.push(kms);
+    starts.push(...kmsStarts(history.events ?? []));
   }
-  return { wallSeconds, latencies: imports.map((r) => r.ms), hsmMs, kmsMs, peakRssMiB, cpu, cpuStall };
+  const span = (Math.max(...starts) - Math.min(...starts)) / 1000;
+  const kmsStartsPerSecond = starts.length > 1 && span > 0 ? starts.length / span : NaN;
+  return { wallSeconds, latencies: imports.map((r) => r.ms), hsmMs, kmsMs, peakRssMiB, cpu, cpuStall, kmsStartsPerSecond };
 }
 
-async function directRun(fleet: Fleet, n: number, concurrency: number, tag: string): Promise<Run> {
+async function directRun(fleet: Fleet, n: number, concurrency: number, tag: string, env: Record<string, string>): Promise<Run> {
   await fleet.freshState();
   const cpuBefore = childCpuSeconds();
   const clientBefore = process.cpuUsage();
@@ -200,7 +219,7 @@ async function directRun(fleet: Fleet, n: number, concurrency: number, tag: stri
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [path.join(projectRoot, 'dist', 'scripts', 'direct-import.js'), '--n', String(n), '--concurrency', String(concurrency), '--prefix', `bench-${tag}`],
-    { env: { ...process.env, ...fleet.env() }, maxBuffer: 64 * 1024 * 1024 },
+    { env: { ...process.env, ...fleet.env(), ...env }, maxBuffer: 64 * 1024 * 1024 },
   );
   const out = JSON.parse(stdout.trim().split('\n').pop()!) as {
     wallSeconds: number;
@@ -277,6 +296,8 @@ async function main(): Promise<void> {
       repeat: { type: 'string', default: '1' },
       'kms-concurrency': { type: 'string' },
       'hsm-concurrency': { type: 'string' },
+      /** BYOK_KMS_ACTIVITIES_PER_SECOND, for the workers. */
+      'kms-rate': { type: 'string' },
       /** split: a kms and an hsm worker process; combined: one process serving both queues. */
       workers: { type: 'string', default: 'split' },
     },
@@ -290,6 +311,7 @@ async function main(): Promise<void> {
   const env: Record<string, string> = {};
   if (values['kms-concurrency']) env.BYOK_KMS_ACTIVITY_CONCURRENCY = values['kms-concurrency'];
   if (values['hsm-concurrency']) env.BYOK_HSM_ACTIVITY_CONCURRENCY = values['hsm-concurrency'];
+  if (values['kms-rate']) env.BYOK_KMS_ACTIVITIES_PER_SECOND = values['kms-rate'];
 
   const loadBefore = os.loadavg()[0].toFixed(2);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-bench-'));
@@ -297,8 +319,8 @@ async function main(): Promise<void> {
   const lines: string[] = [
     row(['N', 'concurrency', 'workflow wall s', 'direct wall s', 'ratio', 'workflow keys/s', 'direct keys/s',
       'workflow p50 / p95 ms', 'direct p50 / p95 ms', 'worker peak RSS MiB (largest process)', 'limited by (workflow)',
-      'direct HSM / KMS ms per import', 'CPU s, workflow run', 'CPU s, direct run']),
-    row(Array(14).fill('---')),
+      'direct HSM / KMS ms per import', 'CPU s, workflow run', 'CPU s, direct run', 'KMS activities started per s (workflow)']),
+    row(Array(15).fill('---')),
   ];
   try {
     for (const n of ns) {
@@ -310,9 +332,9 @@ async function main(): Promise<void> {
           const tag = `${n}-${c}-${r}`;
           if (r % 2 === 0) {
             wf.push(await workflowRun(fleet, n, c, `w${tag}`, env, layout));
-            direct.push(await directRun(fleet, n, c, `d${tag}`));
+            direct.push(await directRun(fleet, n, c, `d${tag}`, env));
           } else {
-            direct.push(await directRun(fleet, n, c, `d${tag}`));
+            direct.push(await directRun(fleet, n, c, `d${tag}`, env));
             wf.push(await workflowRun(fleet, n, c, `w${tag}`, env, layout));
           }
         }
@@ -334,6 +356,7 @@ async function main(): Promise<void> {
           `${median(direct.map((x) => median(x.hsmMs))).toFixed(0)} / ${median(direct.map((x) => median(x.kmsMs))).toFixed(0)}`,
           cpuLine(wf),
           cpuLine(direct),
+          median(wf.map((x) => x.kmsStartsPerSecond ?? NaN)).toFixed(1),
         ]);
         lines.push(line);
         process.stderr.write(`${line}\n`);
@@ -344,7 +367,8 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  console.log(`\nBenchmark: ${layout} workers, medians of ${repeat} run(s) per cell; ${os.cpus().length} CPUs, load average (1 min) ${loadBefore} at the start, ${load} (1, 5, 15 min) at the end\n`);
+  const knobs = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ') || 'default knobs';
+  console.log(`\nBenchmark: ${layout} workers, ${knobs}, medians of ${repeat} run(s) per cell; ${os.cpus().length} CPUs, load average (1 min) ${loadBefore} at the start, ${load} (1, 5, 15 min) at the end\n`);
   console.log(lines.join('\n'));
 }
 

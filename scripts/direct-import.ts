@@ -88,7 +88,9 @@ async function main(): Promise<void> {
   const concurrency = Number(values.concurrency);
   const hsm = createHsmActivities(hsmSettings(process.env));
   const client = kmsClient(kmsSettings(process.env));
-  const activities = { kms: createKmsActivities(client), hsm: hsm.activities };
+  // Each call is a first attempt, as in a workflow run without faults: no search for an earlier
+  // attempt's KMS key (outside an activity the default is to search, as a retry does).
+  const activities = { kms: createKmsActivities(client, { attemptOutsideActivity: 1 }), hsm: hsm.activities };
   try {
     const cpuBefore = process.cpuUsage();
     const start = performance.now();

@@ -33,8 +33,8 @@ Concurrency (per worker process unless said otherwise):
   BYOK_KMS_ACTIVITY_CONCURRENCY    KMS activities run at once (default 100)
   BYOK_KMS_ACTIVITIES_PER_SECOND   KMS activities the server starts per second, for the whole
                                    byok-kms queue: keeps a fleet under the AWS KMS request quotas
-                                   (most activities make 1 to 3 KMS requests, the account scan
-                                   of ensureKmsKey one per key; default no limit)
+                                   (most activities make 1 to 3 KMS requests, a retried
+                                   ensureKmsKey's account scan one per key; default no limit)
   BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); PKCS#11 calls are
                                    synchronous and run one at a time per process on one HSM
                                    session: scale the HSM side with more hsm worker processes

@@ -18,7 +18,7 @@ import {
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type LogEntry } from '@temporalio/worker';
-import { createKmsActivities, kmsClient, REQUEST_ID_TAG, type KmsActivities, type KmsKeyRef } from '../../activities/kms';
+import { createKmsActivities, kmsClient, REQUEST_ID_TAG, type EnsureKmsKeyInput, type KmsActivities, type KmsKeyRef } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
 import { freePort } from '../../scripts/net';
 import { assertFailure, countKeys, startKmsFixture, type KmsFixture } from './local-kms-fixture';
@@ -140,10 +140,76 @@ test('ensureKmsKey does not replace a tagged key that was scheduled for deletion
   assert.equal(await countKeys(kms.client), before);
 });
 
-test('ensureKmsKey heartbeats for every key it scans for its request tag', async () => {
+/** A client that records the name of every command it sends; `hook` runs before each goes out. */
+function recordingClient(hook?: (command: string) => void): { client: KMSClient; sent: string[] } {
+  const client = kms.newClient();
+  const sent: string[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      sent.push(String(context.commandName));
+      hook?.(String(context.commandName));
+      return next(args);
+    },
+    { step: 'initialize', name: 'recordCommands' },
+  );
+  return { client, sent };
+}
+
+/** ensureKmsKey run as the given attempt of an activity (run() does not infer the result type). */
+const ensureAsAttempt = (attempt: number, client: KMSClient, input: EnsureKmsKeyInput): Promise<KmsKeyRef> =>
+  new MockActivityEnvironment({ attempt }).run(() => createKmsActivities(client).ensureKmsKey(input)) as Promise<KmsKeyRef>;
+
+test("ensureKmsKey's first attempt creates the key without scanning the account for an earlier attempt's key", async () => {
+  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // a key a scan would have to look at
+  const { client, sent } = recordingClient();
+  const key = await ensureAsAttempt(1, client, { alias: 'alias/first-attempt', description: '', createIfMissing: true, requestId: 'wf-first-attempt' });
+  assert.equal(key.created, true);
+  assert.deepEqual(sent, ['DescribeKeyCommand', 'CreateKeyCommand', 'CreateAliasCommand']);
+  assert.equal(await aliasTarget('alias/first-attempt'), key.keyId);
+});
+
+test('ensureKmsKey retried after its first attempt died between CreateKey and CreateAlias finds the tagged key', async () => {
+  const before = await countKeys(kms.client);
+  const dying = recordingClient((command) => {
+    if (command === 'CreateAliasCommand') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+  });
+  const input = { alias: 'alias/retry-finds', description: '', createIfMissing: true, requestId: 'wf-retry-finds' };
+  await assert.rejects(
+    ensureAsAttempt(1, dying.client, input),
+    (err: unknown) => err instanceof ApplicationFailure && !err.nonRetryable,
+  );
+  assert.equal(await countKeys(kms.client), before + 1);
+
+  const { client, sent } = recordingClient();
+  const retry = await ensureAsAttempt(2, client, input);
+  assert.equal(retry.created, false);
+  assert.ok(sent.includes('ListKeysCommand') && sent.includes('ListResourceTagsCommand'), `sent: ${sent.join(', ')}`);
+  assert.ok(!sent.includes('CreateKeyCommand'));
+  assert.equal(await aliasTarget('alias/retry-finds'), retry.keyId);
+  assert.equal(await countKeys(kms.client), before + 1);
+  const tags = await kms.client.send(new ListResourceTagsCommand({ KeyId: retry.keyId }));
+  assert.deepEqual(tags.Tags, [{ TagKey: REQUEST_ID_TAG, TagValue: 'wf-retry-finds' }]);
+});
+
+test('called outside an activity, ensureKmsKey scans as a retry does unless told it is a first attempt', async () => {
+  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }));
+  const retry = recordingClient();
+  await createKmsActivities(retry.client).ensureKmsKey({ alias: 'alias/outside-retry', description: '', createIfMissing: true, requestId: 'wf-outside-retry' });
+  assert.ok(retry.sent.includes('ListKeysCommand'));
+  const first = recordingClient();
+  await createKmsActivities(first.client, { attemptOutsideActivity: 1 }).ensureKmsKey({
+    alias: 'alias/outside-first',
+    description: '',
+    createIfMissing: true,
+    requestId: 'wf-outside-first',
+  });
+  assert.deepEqual(first.sent, ['DescribeKeyCommand', 'CreateKeyCommand', 'CreateAliasCommand']);
+});
+
+test('ensureKmsKey retried heartbeats for every key it scans for its request tag', async () => {
   await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
   const keys = await countKeys(kms.client);
-  const env = new MockActivityEnvironment();
+  const env = new MockActivityEnvironment({ attempt: 2 });
   const beats: unknown[] = [];
   env.on('heartbeat', (details) => beats.push(details));
 
@@ -152,9 +218,9 @@ test('ensureKmsKey heartbeats for every key it scans for its request tag', async
   assert.deepEqual(beats.at(-1), { keysScanned: keys });
 });
 
-test('ensureKmsKey cancelled during its tag scan sends no further KMS request and creates no key', async () => {
+test('ensureKmsKey retried and cancelled during its tag scan sends no further KMS request and creates no key', async () => {
   await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
-  const env = new MockActivityEnvironment();
+  const env = new MockActivityEnvironment({ attempt: 2 });
   const client = kms.newClient();
   const sent: string[] = [];
   client.middlewareStack.add(
