@@ -300,6 +300,8 @@ async function main(): Promise<void> {
       'kms-rate': { type: 'string' },
       /** split: a kms and an hsm worker process; combined: one process serving both queues. */
       workers: { type: 'string', default: 'split' },
+      /** Let the server hand a KMS activity to the worker in the reply to the workflow task that scheduled it. */
+      'eager-activities': { type: 'boolean', default: false },
     },
   });
   const layout = values.workers as Layout;
@@ -315,7 +317,8 @@ async function main(): Promise<void> {
 
   const loadBefore = os.loadavg()[0].toFixed(2);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-bench-'));
-  const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}` });
+  const serverConfig = values['eager-activities'] ? { 'system.enableActivityEagerExecution': 'true' } : undefined;
+  const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}`, serverConfig });
   const lines: string[] = [
     row(['N', 'concurrency', 'workflow wall s', 'direct wall s', 'ratio', 'workflow keys/s', 'direct keys/s',
       'workflow p50 / p95 ms', 'direct p50 / p95 ms', 'worker peak RSS MiB (largest process)', 'limited by (workflow)',

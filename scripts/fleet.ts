@@ -30,6 +30,8 @@ export interface FleetOptions {
   proxySeed?: number;
   proxyRates?: FaultRates;
   pin: string;
+  /** Dynamic config of the dev server, e.g. system.enableActivityEagerExecution. */
+  serverConfig?: Record<string, string>;
 }
 
 export interface WorkerOptions {
@@ -209,6 +211,7 @@ export class Fleet {
       uiPort: this.uiPort,
       dbFile: this.dbFile,
       namespace: NAMESPACE,
+      dynamicConfig: this.opts.serverConfig,
     });
     const log = openSync(path.join(this.opts.dir, 'logs', 'temporal.log'), 'a');
     this.temporal = spawn(command, args, { stdio: ['ignore', log, log], detached: true });

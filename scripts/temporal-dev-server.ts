@@ -27,6 +27,8 @@ export function temporalDevServerCommand(opts: {
   ip?: string;
   /** A codec server for the Web UI. */
   codecEndpoint?: string;
+  /** Server dynamic config, `--dynamic-config-value KEY=VALUE` (VALUE is JSON). */
+  dynamicConfig?: Record<string, string>;
 }): { command: string; args: string[] } {
   return {
     command: tools.temporal,
@@ -47,6 +49,7 @@ export function temporalDevServerCommand(opts: {
       '--log-level',
       'warn',
       ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
+      ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${value}`]),
     ],
   };
 }
