@@ -6,6 +6,7 @@ import {
   CreateAliasCommand,
   CreateKeyCommand,
   DecryptCommand,
+  DeleteImportedKeyMaterialCommand,
   DescribeKeyCommand,
   DisableKeyCommand,
   EncryptCommand,
@@ -18,6 +19,7 @@ import {
   ListResourceTagsCommand,
   RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
+  TagResourceCommand,
   UpdateAliasCommand,
   type KeyMetadata,
   type ServiceInputTypes,
@@ -148,6 +150,37 @@ export interface RotateKeyOnDemandInput {
 
 /** Tag on every key this project creates; its value is the request (workflow) id. */
 export const REQUEST_ID_TAG = 'byok:request-id';
+
+/**
+ * Tags naming the HSM key whose material a KMS key holds, set after each import, so that restore
+ * and the expiry guardian find it from the alias alone. Identifiers, not secrets.
+ */
+export const HSM_KEY_TAGS = { label: 'byok:hsm-key-label', keyId: 'byok:hsm-key-id', kcv: 'byok:kcv' } as const;
+/** What KMS accepts in a tag value; an HSM label outside it is not recorded (restore then needs it given). */
+const TAG_VALUE = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]{0,256}$/u;
+
+export interface RecordedHsmKey {
+  label?: string;
+  keyId?: string;
+  kcv?: string;
+}
+export interface KeyDescription {
+  keyId: string;
+  keyArn: string;
+  /** KMS KeyState: "Enabled", "Disabled", "PendingImport", "PendingDeletion", ... */
+  keyState: string;
+  origin: string;
+  /** Only while the key holds material. */
+  expirationModel?: ExpirationModel;
+  /** ISO-8601, whole seconds; only for material that expires. */
+  validTo?: string;
+  /** The HSM key recorded on the KMS key at import (HSM_KEY_TAGS), if any. */
+  hsmKey?: RecordedHsmKey;
+}
+export interface RecordHsmKeyInput {
+  keyId: string;
+  hsmKey: { label: string; keyId: string; kcv: string };
+}
 
 /** A KMS client for the worker; credentials come from the default provider chain. */
 export function kmsClient(opts: { region: string; endpoint?: string }): KMSClient {
@@ -520,6 +553,17 @@ export function createKmsActivities(client: KMSClient, options: KmsActivityOptio
     return false;
   }
 
+  async function tagsOf(keyId: string): Promise<Map<string, string>> {
+    const tags = new Map<string, string>();
+    let marker: string | undefined;
+    do {
+      const page = await call({ operation: 'ListResourceTags', keyId }, () => send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker })));
+      for (const t of page.Tags ?? []) if (t.TagKey) tags.set(t.TagKey, t.TagValue ?? '');
+      marker = page.Truncated ? page.NextMarker : undefined;
+    } while (marker);
+    return tags;
+  }
+
   /**
    * A key an earlier attempt of this request created, found by its tag (the alias may be missing).
    * ListKeys gives ids only, so each key costs a ListResourceTags call: minutes on an account with
@@ -841,6 +885,60 @@ export function createKmsActivities(client: KMSClient, options: KmsActivityOptio
     async disableKey(input: KeyIdInput): Promise<{ keyState: string }> {
       await call({ operation: 'DisableKey', keyId: input.keyId }, () => send(new DisableKeyCommand({ KeyId: input.keyId })));
       return { keyState: String((await describe(input.keyId)).KeyState) };
+    },
+
+    /** State, origin, expiry and the recorded HSM key of a key (by id, ARN or alias). Read-only. */
+    async describeKey(input: KeyIdInput): Promise<KeyDescription> {
+      const ctx = input.keyId.startsWith('alias/') ? { operation: 'DescribeKey', alias: input.keyId } : { operation: 'DescribeKey', keyId: input.keyId };
+      const out = await call(ctx, () => send(new DescribeKeyCommand({ KeyId: input.keyId })));
+      const key = described(out.KeyMetadata, 'DescribeKey');
+      const tags = await tagsOf(key.KeyId);
+      const hsmKey: RecordedHsmKey = { label: tags.get(HSM_KEY_TAGS.label), keyId: tags.get(HSM_KEY_TAGS.keyId), kcv: tags.get(HSM_KEY_TAGS.kcv) };
+      // local-kms keeps the last ExpirationModel and ValidTo after the material is deleted; AWS clears them.
+      const holdsMaterial = key.KeyState !== 'PendingImport';
+      const expirationModel = holdsMaterial ? (key.ExpirationModel as ExpirationModel | undefined) : undefined;
+      return {
+        keyId: key.KeyId,
+        keyArn: key.Arn,
+        keyState: String(key.KeyState),
+        origin: String(key.Origin),
+        expirationModel,
+        validTo: expirationModel === 'KEY_MATERIAL_EXPIRES' && key.ValidTo ? wholeSecondsIso(key.ValidTo.getTime()) : undefined,
+        hsmKey: hsmKey.label || hsmKey.keyId || hsmKey.kcv ? hsmKey : undefined,
+      };
+    },
+
+    /** Tags the key with the HSM key its material came from (HSM_KEY_TAGS); a label KMS cannot hold as a tag is left out. */
+    async recordHsmKey(input: RecordHsmKeyInput): Promise<void> {
+      const { label, keyId, kcv } = input.hsmKey;
+      const tags = [
+        { TagKey: HSM_KEY_TAGS.keyId, TagValue: keyId },
+        { TagKey: HSM_KEY_TAGS.kcv, TagValue: kcv },
+        ...(TAG_VALUE.test(label) ? [{ TagKey: HSM_KEY_TAGS.label, TagValue: label }] : []),
+      ];
+      await call({ operation: 'TagResource', keyId: input.keyId }, () => send(new TagResourceCommand({ KeyId: input.keyId, Tags: tags })));
+    },
+
+    /**
+     * Deletes the imported material: the key goes to PendingImport and is unusable until the same
+     * material is imported again. Idempotent: a key already in PendingImport is success.
+     */
+    async deleteImportedKeyMaterial(input: KeyIdInput): Promise<{ keyState: string }> {
+      const key = await describe(input.keyId);
+      if (key.Origin !== 'EXTERNAL') {
+        throw ApplicationFailure.nonRetryable(`key ${key.KeyId} has origin ${key.Origin}; only EXTERNAL keys have imported material`, ErrorType.KeyNotExternal);
+      }
+      if (key.KeyState === 'PendingImport') return { keyState: 'PendingImport' };
+      try {
+        await send(new DeleteImportedKeyMaterialCommand({ KeyId: key.KeyId }));
+      } catch (err) {
+        // A retry of a deletion whose answer was lost: the key is where we wanted it.
+        if (errorName(err) === 'KMSInvalidStateException' && (await describe(key.KeyId)).KeyState === 'PendingImport') {
+          return { keyState: 'PendingImport' };
+        }
+        throw await failure(err, { operation: 'DeleteImportedKeyMaterial', keyId: key.KeyId });
+      }
+      return { keyState: String((await describe(key.KeyId)).KeyState) };
     },
 
     /** Schedules deletion; a key already pending deletion (an earlier attempt) reports its date. */

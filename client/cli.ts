@@ -6,6 +6,7 @@ import { decisionCommands } from './decision-commands';
 import { evidenceCommands } from './evidence-commands';
 import { importCommands } from './import-commands';
 import { keygenCommands } from './keygen-commands';
+import { lifecycleCommands } from './lifecycle-commands';
 import { opsCommands } from './ops-commands';
 import { rotateCommands } from './rotate-commands';
 import { scheduleCommands } from './schedule-commands';
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   ...importCommands,
   ...decisionCommands,
   ...rotateCommands,
+  ...lifecycleCommands,
   ...scheduleCommands,
   ...keygenCommands,
   ...evidenceCommands,

@@ -6,12 +6,25 @@ export interface ApprovalPolicy {
   requester: string;
   approvers: string[];
   required: number;
+  /** What is requested, as refusals name it; absent means an import. */
+  operation?: ApprovalOperation;
 }
+
+export type ApprovalOperation = 'import' | 'rotate' | 'restore' | 'reimport' | 'revoke';
+
+/** How a refusal names each request. */
+const REQUEST_NOUN: Record<ApprovalOperation, string> = {
+  import: 'import',
+  rotate: 'rotation',
+  restore: 'restore',
+  reimport: 're-import',
+  revoke: 'revocation',
+};
 
 /** What an approver approves: the exact key pair and the import parameters that are not secret. */
 export interface ApprovalSubject {
-  /** What is done with the keys; absent means an import. */
-  operation?: 'import' | 'rotate' | 'restore' | 'revoke';
+  /** What is done with the keys; absent means an import ("reimport": the same material with a new ValidTo). */
+  operation?: ApprovalOperation;
   /** Rotation: 'native' (new material in the same KMS key) or 'alias-swap' (a new KMS key). */
   strategy?: string;
   /** Rotation: the key the alias points to now (the same as kmsKeyArn for native rotation). */
@@ -20,9 +33,13 @@ export interface ApprovalSubject {
   kmsKeyArn: string;
   hsmKeyId: string;
   kcv: string;
-  wrappingAlgorithm: string;
-  expirationModel: string;
+  /** Absent for operations that do not wrap (revoke). */
+  wrappingAlgorithm?: string;
+  /** Absent for operations that do not wrap (revoke). */
+  expirationModel?: string;
   validTo?: string;
+  /** Revoke: the key is also disabled. */
+  disableKey?: boolean;
 }
 
 export interface Decision {
@@ -65,7 +82,7 @@ export class ApprovalGate {
   /** Why `approver` may not record `decision` now, or undefined when it may. */
   refusal(approver: string, decision: Decision['decision']): string | undefined {
     if (this.state !== 'PENDING') return `this request is already decided (${this.state})`;
-    if (approver === this.policy.requester) return `"${approver}" requested this import and cannot decide on it`;
+    if (approver === this.policy.requester) return `"${approver}" requested this ${REQUEST_NOUN[this.policy.operation ?? 'import']} and cannot decide on it`;
     if (!this.policy.approvers.includes(approver)) {
       return `"${approver}" is not one of the approvers (${this.policy.approvers.join(', ')})`;
     }

@@ -15,6 +15,10 @@ export const ErrorType = {
   KmsRequestRejected: 'KmsRequestRejected',
   KmsAccessDenied: 'KmsAccessDenied',
   VerificationFailed: 'VerificationFailed',
+  /** The key is not in the state the lifecycle operation (restore, reimport, revoke) expects. */
+  KeyStateMismatch: 'KeyStateMismatch',
+  /** The HSM key found is not the one the KMS key records (key id or KCV differ). */
+  HsmKeyMismatch: 'HsmKeyMismatch',
   /** The KMS has no ListKeyRotations / RotateKeyOnDemand (local-kms): native rotation cannot run there. */
   NativeRotationUnsupported: 'NativeRotationUnsupported',
 

@@ -1,12 +1,13 @@
 // The BYOK import workflow: KMS key + HSM key, wrap inside the HSM, wait for M-of-N approvals,
 // import (refreshing an expired token), verify. Deterministic: all I/O is in activities.
-import { defineQuery, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { HsmKeyRef } from '../activities/hsm';
-import type { KeyVerification, KmsKeyRef } from '../activities/kms';
+import type { KeyDescription, KeyVerification, KmsKeyRef, RecordedHsmKey } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
-import { planImport, type ImportKeyInput, type ImportPlan } from './import-request';
-import { MaterialImport } from './material-import';
+import { ErrorType } from './errors';
+import { planImport, type ImportKeyInput, type ImportOperation, type ImportPlan } from './import-request';
+import { MaterialImport, recordHsmKey } from './material-import';
 import type { ExpirationModel, WrappingAlgorithm, WrappingKeySpec } from './model';
 import { approvalProgress, operationState, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, hsm, kms } from './proxies';
@@ -28,6 +29,8 @@ export type ImportStep =
 
 export interface ImportStatus {
   step: ImportStep;
+  /** import, or restore / reimport of the same HSM material into the same KMS key. */
+  operation: ImportOperation;
   alias: string;
   requester: string;
   approvers: string[];
@@ -49,6 +52,7 @@ export interface ImportStatus {
 
 export interface ImportKeyResult {
   outcome: 'IMPORTED' | 'REJECTED' | 'APPROVAL_EXPIRED';
+  operation: ImportOperation;
   alias: string;
   keyId: string;
   keyArn: string;
@@ -75,7 +79,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   // Imports started before signed decisions existed carry no approver keys: they keep deciding unsigned.
   const plan = planImport(patched('signed-approvals') ? input : { ...input, unsignedApprovals: true }, startedAt);
   const { workflowId } = workflowInfo();
-  const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
+  const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals, operation: plan.operation });
   const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
 
   let step: ImportStep = 'PREPARING_KEYS';
@@ -88,7 +92,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
   // Known once both keys exist; decisions are refused until then, so each is bound to what gets imported.
   let subject: ApprovalSubject | undefined;
 
-  const progress = progressReporter('import', { searchAttributes: patched(SEARCH_ATTRIBUTES_PATCH) });
+  const progress = progressReporter(plan.operation, { searchAttributes: patched(SEARCH_ATTRIBUTES_PATCH) });
   /** Publishes the step (search attributes, the UI's current details, metrics); `doing` says what happens now. */
   const report = (doing: string) =>
     progress.report({
@@ -103,6 +107,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   const status = (): ImportStatus => ({
     step,
+    operation: plan.operation,
     alias: plan.alias,
     requester: plan.requester,
     approvers: plan.approvers,
@@ -127,7 +132,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     gate,
     deadline,
     subject: () => subject,
-    notReady: () => `the import is still preparing the keys (${step})`,
+    notReady: () => `the ${plan.operation} is still preparing the keys (${step})`,
     onDecided: () => report(gate.state === 'PENDING' ? 'waiting for approvals' : 'decided'),
     approverKeys: plan.approverKeys,
   });
@@ -135,6 +140,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   const result = (outcome: ImportKeyResult['outcome'], extra: Partial<ImportKeyResult> = {}): ImportKeyResult => ({
     outcome,
+    operation: plan.operation,
     alias: plan.alias,
     keyId: kmsKey!.keyId,
     keyArn: kmsKey!.keyArn,
@@ -154,12 +160,23 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
   try {
     report('preparing the KMS key and the HSM key');
+    // Restore and reimport: the key must be in the state they fix, and names its HSM key.
+    let recorded: RecordedHsmKey | undefined;
+    let hsmKeyLabel = plan.hsmKeyLabel;
+    if (plan.operation !== 'import') {
+      const current = await runStep('describing the KMS key', () =>
+        kms.describeKey.executeWithOptions({ summary: `Describe ${plan.alias}: state, expiry and the recorded HSM key` }, [{ keyId: plan.alias }]),
+      );
+      checkLifecycleState(plan.operation, plan.alias, current);
+      recorded = current.hsmKey;
+      if (plan.hsmKeyLabelFromKey && recorded?.label) hsmKeyLabel = recorded.label;
+    }
     // What the real KMS and HSM refuse (a key that is not EXTERNAL, a wrong PIN, a missing HSM key)
     // is refused before either side creates a key, so a refused request leaves nothing behind.
     if (patched('check-before-creating-keys')) {
       await Promise.all([
         runStep('checking the KMS key', () => kms.checkImportTarget({ alias: plan.alias, createIfMissing: plan.createKmsKey })),
-        runStep('checking the HSM key', () => hsm.checkHsmKey({ label: plan.hsmKeyLabel, generate: plan.generateHsmKey })),
+        runStep('checking the HSM key', () => hsm.checkHsmKey({ label: hsmKeyLabel, generate: plan.generateHsmKey })),
       ]);
     }
     [kmsKey, hsmKey] = await Promise.all([
@@ -169,11 +186,12 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
         ]),
       ),
       runStep('preparing the HSM key', () =>
-        hsm.ensureHsmKey.executeWithOptions({ summary: `${plan.generateHsmKey ? 'Find or generate' : 'Find'} AES-256 key ${plan.hsmKeyLabel} in the HSM` }, [
-          { label: plan.hsmKeyLabel, generate: plan.generateHsmKey },
+        hsm.ensureHsmKey.executeWithOptions({ summary: `${plan.generateHsmKey ? 'Find or generate' : 'Find'} AES-256 key ${hsmKeyLabel} in the HSM` }, [
+          { label: hsmKeyLabel, generate: plan.generateHsmKey },
         ]),
       ),
     ]);
+    checkRecordedHsmKey(recorded, hsmKey);
     const key = kmsKey;
     const target = hsmKey;
     material = new MaterialImport({
@@ -211,6 +229,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
         { keyId: key.keyId, expirationModel: plan.expirationModel, validTo: plan.validTo },
       ]),
     );
+    await recordHsmKey(key.keyId, target);
     step = 'DONE';
     report(`imported into ${key.keyArn}`);
     return result('IMPORTED', { importedAt, verification });
@@ -224,6 +243,8 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
 
 function subjectOf(plan: ImportPlan, key: KmsKeyRef, target: HsmKeyRef): ApprovalSubject {
   return {
+    // Absent for an import, so subjects (and signed statements) of imports stay as they were.
+    ...(plan.operation === 'import' ? {} : { operation: plan.operation }),
     kmsKeyArn: key.keyArn,
     hsmKeyId: target.keyId,
     kcv: target.kcv,
@@ -231,4 +252,31 @@ function subjectOf(plan: ImportPlan, key: KmsKeyRef, target: HsmKeyRef): Approva
     expirationModel: plan.expirationModel,
     validTo: plan.validTo,
   };
+}
+
+/** Restore expects lost material (PendingImport); reimport an Enabled key. Anything else is refused, naming the way out. */
+function checkLifecycleState(operation: Exclude<ImportOperation, 'import'>, alias: string, key: KeyDescription): void {
+  const refuse = (why: string): never => {
+    throw ApplicationFailure.nonRetryable(`${operation} of ${alias} (key ${key.keyArn}): ${why}`, ErrorType.KeyStateMismatch);
+  };
+  if (key.origin !== 'EXTERNAL') throw ApplicationFailure.nonRetryable(`${alias} has origin ${key.origin}, not EXTERNAL`, ErrorType.KeyNotExternal);
+  if (operation === 'restore') {
+    if (key.keyState === 'PendingImport') return;
+    if (key.keyState === 'Enabled') refuse('the key is Enabled and holds its material; nothing to restore (to extend its expiry, reimport)');
+    if (key.keyState === 'Disabled') refuse('the key is Disabled but still holds its material; nothing to restore: enable it (kms:EnableKey)');
+    refuse(`the key is ${key.keyState}; restore expects PendingImport (material deleted or expired)`);
+  }
+  if (key.keyState === 'PendingImport') refuse('the key has no material (deleted or expired); restore it instead');
+  if (key.keyState !== 'Enabled') refuse(`the key is ${key.keyState}; reimport expects an Enabled key`);
+}
+
+/** The HSM key found must be the one whose material the KMS key records holding. */
+function checkRecordedHsmKey(recorded: RecordedHsmKey | undefined, found: HsmKeyRef): void {
+  const differences = [
+    recorded?.keyId && recorded.keyId !== found.keyId && `id ${found.keyId}, the KMS key records ${recorded.keyId}`,
+    recorded?.kcv && recorded.kcv !== found.kcv && `KCV ${found.kcv}, the KMS key records ${recorded.kcv}`,
+  ].filter((d): d is string => typeof d === 'string');
+  if (differences.length > 0) {
+    throw ApplicationFailure.nonRetryable(`HSM key ${found.label} has ${differences.join('; ')}`, ErrorType.HsmKeyMismatch);
+  }
 }

@@ -14,8 +14,40 @@ import {
   type WrappingKeySpec,
 } from './model';
 
+/**
+ * import: make the KMS key and the HSM key if missing and import. restore: put the same HSM
+ * material back into a key that lost it (PendingImport). reimport: import the same material into
+ * an Enabled key again with a new ValidTo. Neither of the last two creates a key.
+ */
+export const IMPORT_OPERATIONS = ['import', 'restore', 'reimport'] as const;
+export type ImportOperation = (typeof IMPORT_OPERATIONS)[number];
+
+/** Who asks and who decides, as every request with approvers (import, revoke, ...) takes them. */
+export interface ApprovalRequest {
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  /** Each approver's Ed25519 public key (raw, hex): their decisions must be signed with it. */
+  approverKeys?: Record<string, string>;
+  /** true turns signed decisions off (then approverKeys must be absent); logged and shown in the status. */
+  unsignedApprovals?: boolean;
+  /** How long approvers have, counted from the start of the workflow; default 72h. */
+  approvalTimeout?: Duration;
+}
+
+export interface ApprovalPlan {
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  /** null: signatures are off (unsignedApprovals). */
+  approverKeys: Record<string, string> | null;
+  approvalTimeoutMs: number;
+}
+
 /** Workflow input. Identifiers only: secrets (PINs, credentials) live on the workers. */
-export interface ImportKeyInput {
+export interface ImportKeyInput extends ApprovalRequest {
+  /** Default "import". */
+  operation?: ImportOperation;
   /** KMS alias, with or without the "alias/" prefix. */
   alias: string;
   description?: string;
@@ -26,19 +58,13 @@ export interface ImportKeyInput {
   expirationModel?: ExpirationModel;
   /** ISO-8601; required with KEY_MATERIAL_EXPIRES, at most 365 days ahead. */
   validTo?: string;
-  /** Label of the AES-256 key in the HSM; default "byok/<alias name>". */
+  /**
+   * Label of the AES-256 key in the HSM; default "byok/<alias name>", or for restore and reimport
+   * the label recorded on the KMS key at its last import.
+   */
   hsmKeyLabel?: string;
   /** false: the HSM key must already exist (default true: generate it when missing). */
   generateHsmKey?: boolean;
-  requester: string;
-  approvers: string[];
-  requiredApprovals: number;
-  /** Each approver's Ed25519 public key (raw, hex): their decisions must be signed with it. */
-  approverKeys?: Record<string, string>;
-  /** true turns signed decisions off (then approverKeys must be absent); logged and shown in the status. */
-  unsignedApprovals?: boolean;
-  /** How long approvers have, counted from the start of the workflow; default 72h. */
-  approvalTimeout?: Duration;
   /** Refresh the import token when less than this is left of its validity; default 1h. */
   tokenSafetyMargin?: Duration;
   /** How many times an expired or invalid import token may be replaced; default 3. */
@@ -47,6 +73,7 @@ export interface ImportKeyInput {
 
 /** The request with defaults applied and every field checked. */
 export interface ImportPlan {
+  operation: ImportOperation;
   alias: string;
   aliasName: string;
   description: string;
@@ -56,6 +83,8 @@ export interface ImportPlan {
   expirationModel: ExpirationModel;
   validTo?: string;
   hsmKeyLabel: string;
+  /** Restore and reimport without a label given: take the one recorded on the KMS key, if any. */
+  hsmKeyLabelFromKey: boolean;
   generateHsmKey: boolean;
   requester: string;
   approvers: string[];
@@ -97,7 +126,7 @@ function oneOf<T extends string>(field: string, value: unknown, allowed: readonl
   throw invalidInput(field, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
 }
 
-function duration(field: string, value: Duration | undefined, fallbackMs: number, minMs: number, maxMs: number): number {
+export function duration(field: string, value: Duration | undefined, fallbackMs: number, minMs: number, maxMs: number): number {
   let ms = fallbackMs;
   if (value !== undefined) {
     try {
@@ -123,20 +152,69 @@ export function aliasName(alias: string): string {
   return alias.startsWith('alias/') ? alias.slice('alias/'.length) : alias;
 }
 
+/** The alias name without "alias/", checked. */
+export function checkedAliasName(alias: unknown): string {
+  if (typeof alias !== 'string') throw invalidInput('alias', 'required');
+  const name = aliasName(alias);
+  if (!ALIAS_NAME.test(name)) {
+    throw invalidInput('alias', `expected 1-250 characters of A-Z a-z 0-9 / _ -, got ${JSON.stringify(alias)}`);
+  }
+  if (name.startsWith('aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
+  return name;
+}
+
+/** Requester, approvers, quorum, signatures and deadline, checked as every request with approvers takes them. */
+export function planApprovals(input: ApprovalRequest): ApprovalPlan {
+  const requester = principal('requester', input.requester);
+  if (!Array.isArray(input.approvers) || input.approvers.length === 0) {
+    throw invalidInput('approvers', 'expected at least one approver');
+  }
+  const approvers = input.approvers.map((a, i) => principal(`approvers[${i}]`, a));
+  const duplicate = approvers.find((a, i) => approvers.indexOf(a) !== i);
+  if (duplicate) throw invalidInput('approvers', `"${duplicate}" is listed twice`);
+  if (approvers.includes(requester)) {
+    throw invalidInput('approvers', `the requester "${requester}" cannot be one of the approvers`);
+  }
+  const required = input.requiredApprovals;
+  if (!Number.isInteger(required) || required < 1 || required > approvers.length) {
+    throw invalidInput('requiredApprovals', `expected a whole number from 1 to ${approvers.length}, got ${JSON.stringify(required)}`);
+  }
+  const approvalTimeoutMs = duration('approvalTimeout', input.approvalTimeout, 72 * HOUR, 60_000, 30 * DAY);
+
+  if (input.unsignedApprovals !== undefined && typeof input.unsignedApprovals !== 'boolean') {
+    throw invalidInput('unsignedApprovals', 'expected true or false');
+  }
+  let approverKeys: Record<string, string> | null = null;
+  if (input.unsignedApprovals) {
+    if (input.approverKeys !== undefined) throw invalidInput('approverKeys', 'not used with unsignedApprovals: true; give one or the other');
+  } else {
+    const keyProblem = approverKeysProblem(input.approverKeys, approvers);
+    if (keyProblem) throw invalidInput(keyProblem.field, keyProblem.problem);
+    approverKeys = Object.fromEntries(approvers.map((a) => [a, input.approverKeys![a]]));
+  }
+  return { requester, approvers, requiredApprovals: required, approverKeys, approvalTimeoutMs };
+}
+
 /** Applies defaults and checks every field; throws an InvalidInput ApplicationFailure naming the field. */
 export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
   if (typeof input !== 'object' || input === null) throw invalidInput('input', 'expected an object');
 
-  if (typeof input.alias !== 'string') throw invalidInput('alias', 'required');
-  const name = aliasName(input.alias);
-  if (!ALIAS_NAME.test(name)) {
-    throw invalidInput('alias', `expected 1-250 characters of A-Z a-z 0-9 / _ -, got ${JSON.stringify(input.alias)}`);
-  }
-  if (name.startsWith('aws/')) throw invalidInput('alias', '"alias/aws/" is reserved for AWS managed keys');
+  const name = checkedAliasName(input.alias);
 
   const description = input.description ?? `BYOK key alias/${name}, material from the HSM`;
   if (typeof description !== 'string' || description.length > MAX_DESCRIPTION) {
     throw invalidInput('description', `expected a string of at most ${MAX_DESCRIPTION} characters`);
+  }
+
+  const operation = oneOf('operation', input.operation, IMPORT_OPERATIONS, 'import');
+  if (operation !== 'import') {
+    // Both put material back into the key that held it: never a new KMS key or HSM key.
+    for (const flag of ['createKmsKey', 'generateHsmKey'] as const) {
+      if (input[flag] === true) throw invalidInput(flag, `must be false for ${operation}: it uses the existing keys`);
+    }
+    if (operation === 'reimport' && input.expirationModel !== 'KEY_MATERIAL_EXPIRES') {
+      throw invalidInput('expirationModel', 'reimport sets a new ValidTo: expected KEY_MATERIAL_EXPIRES with validTo');
+    }
   }
 
   const wrappingAlgorithm = oneOf('wrappingAlgorithm', input.wrappingAlgorithm, WRAPPING_ALGORITHMS, 'RSAES_OAEP_SHA_256');
@@ -160,21 +238,6 @@ export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
     throw invalidInput('hsmKeyLabel', 'expected 1-127 printable ASCII characters, not starting with a space');
   }
 
-  const requester = principal('requester', input.requester);
-  if (!Array.isArray(input.approvers) || input.approvers.length === 0) {
-    throw invalidInput('approvers', 'expected at least one approver');
-  }
-  const approvers = input.approvers.map((a, i) => principal(`approvers[${i}]`, a));
-  const duplicate = approvers.find((a, i) => approvers.indexOf(a) !== i);
-  if (duplicate) throw invalidInput('approvers', `"${duplicate}" is listed twice`);
-  if (approvers.includes(requester)) {
-    throw invalidInput('approvers', `the requester "${requester}" cannot be one of the approvers`);
-  }
-  const required = input.requiredApprovals;
-  if (!Number.isInteger(required) || required < 1 || required > approvers.length) {
-    throw invalidInput('requiredApprovals', `expected a whole number from 1 to ${approvers.length}, got ${JSON.stringify(required)}`);
-  }
-
   const maxTokenRefreshes = input.maxTokenRefreshes ?? 3;
   if (!Number.isInteger(maxTokenRefreshes) || maxTokenRefreshes < 0 || maxTokenRefreshes > 10) {
     throw invalidInput('maxTokenRefreshes', `expected a whole number from 0 to 10, got ${JSON.stringify(maxTokenRefreshes)}`);
@@ -183,35 +246,25 @@ export function planImport(input: ImportKeyInput, now: Date): ImportPlan {
     if (input[flag] !== undefined && typeof input[flag] !== 'boolean') throw invalidInput(flag, 'expected true or false');
   }
 
-  const approvalTimeoutMs = duration('approvalTimeout', input.approvalTimeout, 72 * HOUR, 60_000, 30 * DAY);
+  const { requester, approvers, requiredApprovals, approverKeys, approvalTimeoutMs } = planApprovals(input);
   const tokenSafetyMarginMs = duration('tokenSafetyMargin', input.tokenSafetyMargin, HOUR, 0, MAX_TOKEN_MARGIN_MS);
 
-  if (input.unsignedApprovals !== undefined && typeof input.unsignedApprovals !== 'boolean') {
-    throw invalidInput('unsignedApprovals', 'expected true or false');
-  }
-  let approverKeys: Record<string, string> | null = null;
-  if (input.unsignedApprovals) {
-    if (input.approverKeys !== undefined) throw invalidInput('approverKeys', 'not used with unsignedApprovals: true; give one or the other');
-  } else {
-    const keyProblem = approverKeysProblem(input.approverKeys, approvers);
-    if (keyProblem) throw invalidInput(keyProblem.field, keyProblem.problem);
-    approverKeys = Object.fromEntries(approvers.map((a) => [a, input.approverKeys![a]]));
-  }
-
   return {
+    operation,
     alias: `alias/${name}`,
     aliasName: name,
     description,
-    createKmsKey: input.createKmsKey ?? true,
+    createKmsKey: input.createKmsKey ?? operation === 'import',
     wrappingAlgorithm,
     wrappingKeySpec,
     expirationModel,
     validTo,
     hsmKeyLabel,
-    generateHsmKey: input.generateHsmKey ?? true,
+    hsmKeyLabelFromKey: operation !== 'import' && input.hsmKeyLabel === undefined,
+    generateHsmKey: input.generateHsmKey ?? operation === 'import',
     requester,
     approvers,
-    requiredApprovals: required,
+    requiredApprovals,
     approverKeys,
     approvalTimeoutMs,
     tokenSafetyMarginMs,

@@ -1,7 +1,8 @@
 // Wrapping an HSM key under fresh import parameters and, once approved, importing it, replacing
-// an import token that expired meanwhile. Shared by every workflow that puts HSM material into a
-// KMS key (import, rotation); the approval between the two halves is the caller's.
-import { ApplicationFailure, log } from '@temporalio/workflow';
+// an import token that expired meanwhile; afterwards, recording the HSM key on the KMS key. Shared
+// by every workflow that puts HSM material into a KMS key (import, restore, reimport, rotation);
+// the approval between the two halves is the caller's.
+import { ApplicationFailure, isCancellation, log, patched } from '@temporalio/workflow';
 import type { HsmKeyRef } from '../activities/hsm';
 import type { ImportedMaterial, ImportKeyMaterialInput, ImportParameters } from '../activities/kms';
 import { ErrorType } from './errors';
@@ -94,4 +95,22 @@ export class MaterialImport {
     log.info('refreshing import parameters', { why, tokenRefreshes: this.tokenRefreshes });
     await this.wrap();
   }
+}
+
+/**
+ * Tags the KMS key with the HSM key whose material it now holds (byok:hsm-key-label/-id, byok:kcv),
+ * so restore and the expiry guardian find it from the alias alone. The material is in by then: a
+ * key that cannot be tagged is a warning, not a failed import. Runs recorded before the tags
+ * existed do not call it (their histories have no such activity).
+ */
+export async function recordHsmKey(keyId: string, hsmKey: HsmKeyRef): Promise<void> {
+  if (!patched('record-hsm-key-tags')) return;
+  await kms.recordHsmKey
+    .executeWithOptions({ summary: `Tag ${keyId} with HSM key ${hsmKey.label} (KCV ${hsmKey.kcv})` }, [
+      { keyId, hsmKey: { label: hsmKey.label, keyId: hsmKey.keyId, kcv: hsmKey.kcv } },
+    ])
+    .catch((err: unknown) => {
+      if (isCancellation(err)) throw err;
+      log.warn('could not tag the KMS key with its HSM key; a restore will need --hsm-key-label', { keyId, error: String((err as Error).cause ?? err) });
+    });
 }

@@ -9,7 +9,7 @@ import type { KeyVerification, KmsKeyRef } from '../activities/kms';
 import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
-import { MaterialImport } from './material-import';
+import { MaterialImport, recordHsmKey } from './material-import';
 import { approvalProgress, operationState, progressReporter, tokenProgress } from './progress';
 import { ensureKmsKey, ensureRequestKey, hsm, kms } from './proxies';
 import { planRotation, type RotateKeyInput, type RotationPlan, type RotationStrategy } from './rotate-request';
@@ -97,7 +97,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
   const { workflowId } = workflowInfo();
   // Rotations recorded before signed decisions carry no approver keys: they keep deciding unsigned.
   const plan = planRotation(patched('signed-approvals') ? input : { ...input, unsignedApprovals: true }, startedAt, workflowId);
-  const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals });
+  const gate = new ApprovalGate({ requester: plan.requester, approvers: plan.approvers, required: plan.requiredApprovals, operation: 'rotate' });
   const deadline = new Date(startedAt.getTime() + plan.approvalTimeoutMs);
 
   let step: RotationStep = 'PREPARING_KEYS';
@@ -236,6 +236,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
       const rotatedAt = new Date().toISOString();
       to('VERIFYING', 'verifying the key: Enabled, EXTERNAL, encrypt/decrypt');
       const verification = await verify(plan, target);
+      await recordHsmKey(target.keyId, generated);
       to('DONE', `rotated ${target.keyArn} to new material`);
       return result('ROTATED', { keyMaterialId, rotatedAt, verification });
     }
@@ -243,6 +244,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     await material.importApproved({ expirationModel: plan.expirationModel, validTo: plan.validTo });
     to('VERIFYING', 'verifying the new key: Enabled, EXTERNAL, encrypt/decrypt');
     const verification = await verify(plan, target);
+    await recordHsmKey(target.keyId, generated);
     to('SWITCHING_ALIAS', `pointing ${plan.alias} at ${target.keyId}`);
     await runStep('UpdateAlias', () => kms.updateAlias({ alias: plan.alias, keyId: target.keyId }));
     const rotatedAt = new Date().toISOString();

@@ -1,10 +1,11 @@
 // What the Temporal UI, `byok list` and `byok pending` search on: one set of custom search
-// attributes shared by every BYOK workflow (import, rotate, restore, revoke). Workflows publish
+// attributes shared by every BYOK workflow (import, rotate, restore, reimport, revoke, guard). Workflows publish
 // them through workflows/progress.ts. Search attributes are stored in clear and indexed:
 // identifiers, names, counts and times only, never a secret.
 import { defineSearchAttributeKey } from '@temporalio/common';
 
-export const OPERATIONS = ['import', 'rotate', 'restore', 'revoke'] as const;
+/** "reimport": the same material with a new ValidTo; "guard": the expiry guardian of one key. */
+export const OPERATIONS = ['import', 'rotate', 'restore', 'reimport', 'revoke', 'guard'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** The state every operation reports, whatever its own finer steps. */
@@ -14,6 +15,10 @@ export const OPERATION_STATES = [
   'IMPORTING',
   /** A rotation by alias swap: the alias moved, the previous key stays enabled until the grace period ends. */
   'GRACE_PERIOD',
+  /** The expiry guardian sleeps until its next re-import. */
+  'GUARDING',
+  /** The expiry guardian saw a missed or threatened expiry (expired, missing material, re-import not done). */
+  'ALERT',
   'DONE',
   'REJECTED',
   'APPROVAL_EXPIRED',

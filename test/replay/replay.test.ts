@@ -8,7 +8,11 @@
 // fakes, two approvals each (historyToJSON of fetchHistory()). import-key-signed from the
 // time-skipping server too (test/workflow/evidence.test.ts's import): checks before creating keys,
 // two signed approvals 25 h apart, a refused unsigned signal. Signed statements name their
-// workflow, so each history replays under the workflow id its file is named after.
+// workflow, so each history replays under the workflow id its file is named after. revoke-key-approved
+// (--disable, two approvals), import-key-restore (restore of a key without material, the HSM key
+// recorded on the KMS key) and guard-key-reimported (the guardian's first run: asleep until 7 d
+// before ValidTo, a re-import approved, continued as new) from the time-skipping server with the
+// fakes too, each started under the workflow id its file is named after.
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';

@@ -28,6 +28,15 @@ describe('ApprovalGate', () => {
     assert.equal(g.approvals.length, 1);
   });
 
+  it('names the operation the requester asked for when refusing their decision', () => {
+    const named = (operation: 'rotate' | 'restore' | 'reimport' | 'revoke') =>
+      new ApprovalGate({ requester: 'rita', approvers: ['alice'], required: 1, operation }).refusal('rita', 'APPROVE');
+    assert.equal(named('rotate'), '"rita" requested this rotation and cannot decide on it');
+    assert.equal(named('restore'), '"rita" requested this restore and cannot decide on it');
+    assert.equal(named('reimport'), '"rita" requested this re-import and cannot decide on it');
+    assert.equal(named('revoke'), '"rita" requested this revocation and cannot decide on it');
+  });
+
   it('lets any approver veto while pending, even one who approved', () => {
     const g = gate();
     g.record(decision('alice'));

@@ -5,7 +5,7 @@ import { freePort } from '../../scripts/net';
 import { runByok as byok } from '../byok-cli';
 
 describe('byok CLI without a server', () => {
-  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'keygen', 'evidence', 'stack', 'codec-server', 'rotate', 'rotation', 'schedule', 'list', 'pending', 'watch']) {
+  for (const command of ['import', 'approve', 'reject', 'status', 'result', 'keygen', 'evidence', 'stack', 'codec-server', 'rotate', 'rotation', 'schedule', 'list', 'pending', 'watch', 'restore', 'reimport', 'revoke', 'revoke-result', 'guard']) {
     it(`prints help for ${command}`, async () => {
       const run = await byok([command, '--help']);
       assert.equal(run.code, 0);
@@ -36,6 +36,15 @@ describe('byok CLI without a server', () => {
     ['a schedule every few seconds', ['schedule', 'create', '--alias', 'a', '--every', '5s', '--approvers', 'b', '--requester', 'r'], /--every must be at least 1m/],
     ['an unknown schedule subcommand', ['schedule', 'sideways'], /unknown subcommand "sideways"/],
     ['schedule trigger without an alias', ['schedule', 'trigger'], /--alias is required/],
+    ['restore without an alias', ['restore', '--approvers', 'b'], /restore: --alias is required/],
+    ['restore with a reserved alias', ['restore', '--alias', 'aws/s3', '--approvers', 'b'], /restore: invalid alias: "alias\/aws\/" is reserved/],
+    ['reimport without a new ValidTo', ['reimport', '--alias', 'a', '--approvers', 'b', '--requester', 'r', '--unsigned-approvals'], /reimport: --valid-to is required/],
+    ['reimport with a ValidTo too far ahead', ['reimport', '--alias', 'a', '--valid-to', '2099-01-01T00:00:00Z', '--approvers', 'b', '--requester', 'r', '--unsigned-approvals'], /reimport: invalid validTo: AWS KMS accepts at most 365 days ahead/],
+    ['revoke without approvers', ['revoke', '--alias', 'a'], /revoke: --approvers is required/],
+    ['revoke whose requester approves', ['revoke', '--alias', 'a', '--approvers', 'r,b', '--requester', 'r', '--unsigned-approvals'], /revoke: invalid approvers: the requester "r" cannot be one of the approvers/],
+    ['a revocation whose approver has no public key', ['revoke', '--alias', 'a', '--approvers', 'nokey', '--requester', 'r'], /revoke: no public key for approver "nokey"/],
+    ['an unknown guard action', ['guard', 'sideways', '--alias', 'a'], /guard: expected start, status or stop/],
+    ['a guard lead time longer than the validity', ['guard', 'start', '--alias', 'a', '--lead', '120d', '--validity', '100d', '--approvers', 'b', '--requester', 'r', '--unsigned-approvals'], /guard start: invalid validity: must be longer than leadTime/],
   ];
   for (const [name, args, message] of usage) {
     it(`exits 2 on ${name}`, async () => {

@@ -13,6 +13,7 @@ describe('planImport', () => {
   it('applies the documented defaults', () => {
     const plan = planImport(base, now);
     assert.deepEqual(plan, {
+      operation: 'import',
       alias: 'alias/payments',
       aliasName: 'payments',
       description: 'BYOK key alias/payments, material from the HSM',
@@ -22,6 +23,7 @@ describe('planImport', () => {
       expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE',
       validTo: undefined,
       hsmKeyLabel: 'byok/payments',
+      hsmKeyLabelFromKey: false,
       generateHsmKey: true,
       requester: 'rita',
       approvers: ['alice', 'bob'],
@@ -31,6 +33,17 @@ describe('planImport', () => {
       tokenSafetyMarginMs: 3_600_000,
       maxTokenRefreshes: 3,
     });
+  });
+
+  it('restore and reimport use the existing keys and take the HSM label from the KMS key unless given', () => {
+    const restore = planImport({ ...base, operation: 'restore' }, now);
+    assert.equal(restore.createKmsKey, false);
+    assert.equal(restore.generateHsmKey, false);
+    assert.equal(restore.hsmKeyLabelFromKey, true);
+    assert.equal(planImport({ ...base, operation: 'restore', hsmKeyLabel: 'vault/x' }, now).hsmKeyLabelFromKey, false);
+    assert.throws(() => planImport({ ...base, operation: 'restore', generateHsmKey: true }, now), /invalid generateHsmKey: must be false for restore/);
+    assert.throws(() => planImport({ ...base, operation: 'reimport' }, now), /invalid expirationModel: reimport sets a new ValidTo/);
+    assert.throws(() => planImport({ ...base, operation: 'delete' as never }, now), /invalid operation: expected one of import, restore, reimport/);
   });
 
   it('turns signatures off only when asked to, explicitly', () => {

@@ -7,7 +7,7 @@ import { jsonLogLine, telemetrySettings } from '../../worker/telemetry';
 import { currentDetails } from '../../workflows/progress';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
-const ALL = "ByokOperation IN ('import', 'rotate', 'restore', 'revoke')";
+const ALL = "ByokOperation IN ('import', 'rotate', 'restore', 'reimport', 'revoke', 'guard')";
 
 describe('visibility queries', () => {
   it('list: every BYOK operation, narrowed by state, alias (normalised) and operation', () => {
@@ -26,8 +26,8 @@ describe('visibility queries', () => {
   it('refuses values that would change the query, naming the option', () => {
     assert.throws(() => pendingQuery("a' OR 'x' = 'x"), /--as: expected a non-empty value without quotes or backslashes/);
     assert.throws(() => listQuery({ alias: 'pay\\ments' }), /--alias: expected/);
-    assert.throws(() => listQuery({ state: 'done' }), /--state: expected one of PREPARING, AWAITING_APPROVAL, IMPORTING, GRACE_PERIOD, DONE, REJECTED, APPROVAL_EXPIRED, FAILED, got "done"/);
-    assert.throws(() => listQuery({ operation: 'delete' }), /--operation: expected one of import, rotate, restore, revoke/);
+    assert.throws(() => listQuery({ state: 'done' }), /--state: expected one of PREPARING, AWAITING_APPROVAL, IMPORTING, GRACE_PERIOD, GUARDING, ALERT, DONE, REJECTED, APPROVAL_EXPIRED, FAILED, got "done"/);
+    assert.throws(() => listQuery({ operation: 'delete' }), /--operation: expected one of import, rotate, restore, reimport, revoke, guard/);
   });
 
   it('search attribute names are unique and prefixed, so they cannot clash with Temporal or other apps', () => {

@@ -3,7 +3,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HsmActivities } from '../../activities/hsm';
-import type { KeyMaterial, KeyMaterials, KmsActivities } from '../../activities/kms';
+import type { KeyDescription, KeyMaterial, KeyMaterials, KmsActivities } from '../../activities/kms';
 
 const DAY_MS = 24 * 3_600_000;
 
@@ -26,6 +26,8 @@ export interface Fakes {
   nativeRotation: boolean;
   /** false: DescribeKey names the current material but there is no ListKeyRotations, as on LocalStack. */
   listsRotations: boolean;
+  /** What describeKey reports (key-1); importing, deleting material, disabling and tagging change it as KMS would. */
+  key: KeyDescription;
 }
 
 const arn = (keyId: string) => `arn:aws:kms:us-east-1:111122223333:key/${keyId}`;
@@ -41,6 +43,13 @@ export function fakes(): Fakes {
   const due: string[] = [];
   let tokens = 0;
   const state = { nativeRotation: true, listsRotations: true };
+  const key: KeyDescription = {
+    keyId: 'key-1',
+    keyArn: arn('key-1'),
+    keyState: 'Enabled',
+    origin: 'EXTERNAL',
+    hsmKey: { label: 'byok/payments', keyId: '0a0b0c', kcv: 'abcdef' },
+  };
   const materialsOf = (keyId: string) => (materials[keyId] ??= [{ keyMaterialId: `${keyId}-m0`, state: 'CURRENT', importState: 'IMPORTED' }]);
   const describeMaterials = (keyId: string): KeyMaterials => {
     if (!state.nativeRotation) throw unsupported();
@@ -80,6 +89,7 @@ export function fakes(): Fakes {
     async disableKey(input) {
       await called('disableKey', input);
       keyStates[input.keyId] = 'Disabled';
+      if (input.keyId === key.keyId) key.keyState = 'Disabled';
       return { keyState: 'Disabled' };
     },
     async scheduleKeyDeletion(input) {
@@ -115,6 +125,7 @@ export function fakes(): Fakes {
     },
     async importKeyMaterial(input) {
       await called('importKeyMaterial', input);
+      if (input.keyId === key.keyId) Object.assign(key, { keyState: 'Enabled', expirationModel: input.expirationModel, validTo: input.validTo });
       if (input.importType !== 'NEW_KEY_MATERIAL') return {};
       const all = materialsOf(input.keyId);
       const material = { keyMaterialId: `${input.keyId}-m${all.length}`, description: input.keyMaterialDescription, state: 'PENDING_ROTATION', importState: 'IMPORTED' };
@@ -123,7 +134,20 @@ export function fakes(): Fakes {
     },
     async verifyKey(input) {
       await called('verifyKey', input);
-      return { keyState: 'Enabled', origin: 'EXTERNAL', expirationModel: input.expirationModel, roundTrip: true };
+      return { keyState: 'Enabled', origin: 'EXTERNAL', expirationModel: input.expirationModel, validTo: input.validTo, roundTrip: true };
+    },
+    async describeKey(input) {
+      await called('describeKey', input);
+      return structuredClone(key);
+    },
+    async recordHsmKey(input) {
+      await called('recordHsmKey', input);
+      if (input.keyId === key.keyId) key.hsmKey = { ...input.hsmKey };
+    },
+    async deleteImportedKeyMaterial(input) {
+      await called('deleteImportedKeyMaterial', input);
+      Object.assign(key, { keyState: 'PendingImport', expirationModel: undefined, validTo: undefined });
+      return { keyState: 'PendingImport' };
     },
   };
   const hsm: HsmActivities = {
@@ -149,6 +173,7 @@ export function fakes(): Fakes {
     materials,
     keyStates,
     due,
+    key,
     get nativeRotation() {
       return state.nativeRotation;
     },

@@ -19,13 +19,16 @@ export interface Harness {
   teardown(): Promise<void>;
 }
 
+// Bundled once per process: a file may start several environments (see ./lifecycle.test.ts).
+let bundled: Promise<WorkflowBundleWithSourceMap> | undefined;
+
 export async function harness(): Promise<Harness> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: tools.temporalTestServer } },
   });
   // The import upserts the BYOK search attributes; unregistered, its workflow tasks would stall.
   await env.connection.operatorService.addSearchAttributes({ namespace: env.namespace ?? 'default', searchAttributes: indexedValueTypes() });
-  const bundle: WorkflowBundleWithSourceMap = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  const bundle = await (bundled ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger }));
   return {
     env,
     async withWorkers(f, fn) {

@@ -137,7 +137,7 @@ describe('rotateKey workflow, alias swap', () => {
       assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] })), /nothing to decide yet: the rotation is still preparing the new key material/);
       release();
       await until(() => stepOf(h), (s) => s === 'AWAITING_APPROVAL', 'awaiting approval');
-      assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'rita' }] })), /"rita" requested this import and cannot decide on it/);
+      assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'rita' }] })), /"rita" requested this rotation and cannot decide on it/);
       assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'mallory' }] })), /not one of the approvers/);
       await approveAs(h, 'alice', 'bob');
       assert.equal((await h.result()).outcome, 'ROTATED');
