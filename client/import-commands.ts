@@ -1,8 +1,12 @@
 // `byok import|status|result`: start an import and follow it (deciding is in decision-commands.ts).
 import { userInfo } from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { WorkflowExecutionAlreadyStartedError, type QueryDefinition } from '@temporalio/common';
+import { guardStatusQuery } from '../workflows/guard-key';
 import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } from '../workflows/import-key';
+import { revokeStatusQuery } from '../workflows/revoke-key';
+import { rotationStatusQuery } from '../workflows/rotate-key';
+import { rotateKeysProgressQuery } from '../workflows/rotate-keys';
 import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { ByokAlias, ByokOperation, ByokRequester, ByokState } from '../workflows/search-attributes';
@@ -34,7 +38,18 @@ const IMPORT_USAGE = `usage: byok import --alias A --approvers a,b,c [options]
   --workflow-id ID            default "import-<alias name>": one import of an alias at a time
   --json                      print JSON`;
 
-const STATUS_USAGE = `usage: byok status <workflow-id> [--json]`;
+const STATUS_USAGE = `usage: byok status <workflow-id> [--json]
+
+Where any BYOK workflow stands: an import (restore, re-import) in words, a rotation, a run of
+several, a revocation or an expiry guardian as its status query's JSON.`;
+
+/** The status query of every other BYOK workflow type. */
+const STATUS_QUERIES: Record<string, QueryDefinition<unknown>> = {
+  rotateKey: rotationStatusQuery,
+  rotateKeys: rotateKeysProgressQuery,
+  revokeKey: revokeStatusQuery,
+  guardKey: guardStatusQuery,
+};
 
 const RESULT_USAGE = `usage: byok result <workflow-id> [--json]
 
@@ -141,6 +156,13 @@ async function statusCommand(args: string[]): Promise<number> {
   if (v.help) return showUsage(STATUS_USAGE);
   const workflowId = oneWorkflowId(positionals, 'status', STATUS_USAGE);
   return withWorkflow<typeof importKey>(workflowId, async (handle) => {
+    const { type } = await handle.describe();
+    if (type !== 'importKey') {
+      const query = STATUS_QUERIES[type];
+      if (!query) throw new CliError(`status: "${workflowId}" is a ${type} workflow, not a BYOK one`, Exit.REFUSED);
+      console.log(JSON.stringify(await handle.query(query), null, 2));
+      return Exit.OK;
+    }
     const status = await handle.query(statusQuery);
     print(v.json, status, () => printStatus(workflowId, status, new Date()));
     return Exit.OK;
@@ -166,6 +188,6 @@ async function resultCommand(args: string[]): Promise<number> {
 
 export const importCommands: Record<string, Command> = {
   import: { summary: 'start a BYOK import of an HSM key into AWS KMS', usage: IMPORT_USAGE, run: importCommand },
-  status: { summary: 'show where an import stands', usage: STATUS_USAGE, run: statusCommand },
+  status: { summary: 'show where an import, rotation, revocation or guardian stands', usage: STATUS_USAGE, run: statusCommand },
   result: { summary: 'wait for an import to finish and print its outcome', usage: RESULT_USAGE, run: resultCommand },
 };

@@ -3,19 +3,16 @@
 // revocation, a deletion and an expiry, and the expiry guardian (it re-imports a key inside its
 // lead time and then sleeps until the next one; sleeping for days is the time-skipping tests').
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DecryptCommand, DeleteImportedKeyMaterialCommand, DescribeKeyCommand, EncryptCommand, KMSClient, type KeyMetadata } from '@aws-sdk/client-kms';
 import '../quiet-runtime';
 import { runByok, useApproverKeys, type CliRun } from '../byok-cli';
-import { freePort } from '../../scripts/net';
-import { stackDown, stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
+import { testStackOptions, removeTestStack } from '../stack-fixture';
+import { stackUp, type StackInfo, type StackOptions } from '../../scripts/stack';
 import type { GuardStatus } from '../../workflows/guard-key';
 import type { ImportKeyResult } from '../../workflows/import-key';
-import type { RevokeKeyResult } from '../../workflows/revoke-key';
+import type { RevokeKeyResult, RevokeStatus } from '../../workflows/revoke-key';
 
 const DAY = 86_400_000;
 let opts: StackOptions;
@@ -68,18 +65,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 
 describe('key lifecycle on the real stack', () => {
   before(async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-life-'));
-    opts = {
-      dir,
-      temporalPort: await freePort(),
-      uiPort: await freePort(),
-      kmsPort: await freePort(),
-      namespace: 'default',
-      tokenLabel: 'byok-life',
-      pin: `it-${randomBytes(8).toString('hex')}`,
-      soPin: `so-${randomBytes(6).toString('hex')}`,
-      worker: true,
-    };
+    opts = await testStackOptions('life');
     info = await stackUp(opts);
     // Decisions are signed (the default), as an approver's `byok approve` signs them.
     await useApproverKeys(path.join(opts.dir, 'approver-keys'), ['alice', 'bob', 'carol']);
@@ -88,10 +74,7 @@ describe('key lifecycle on the real stack', () => {
 
   after(async () => {
     kms?.destroy();
-    if (opts) {
-      await stackDown(opts);
-      await rm(opts.dir, { recursive: true, force: true });
-    }
+    await removeTestStack(opts);
   });
 
   it('reimport sets a new ValidTo; revoke makes Encrypt fail; restore brings the key back under the same ARN', async () => {
@@ -109,6 +92,8 @@ describe('key lifecycle on the real stack', () => {
 
     const revocation = await approved('revoke', '--alias', 'it-life', '--disable');
     const revoked: RevokeKeyResult = JSON.parse(await ok('revoke-result', revocation, '--json'));
+    const status: RevokeStatus = JSON.parse(await ok('status', revocation));
+    assert.equal(status.step, 'DONE', '`byok status` answers for a revocation too');
     assert.equal(revoked.outcome, 'REVOKED');
     assert.equal(revoked.keyState, 'PendingImport');
     assert.deepEqual(revoked.hsmKey, { label: 'vault/it-life', keyId: first.hsmKey.keyId, kcv: first.hsmKey.kcv });
