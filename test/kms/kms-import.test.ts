@@ -2,29 +2,20 @@
 // 32 random bytes wrapped here in Node; the HSM side of wrapping is tested elsewhere.
 import assert from 'node:assert/strict';
 import { createPublicKey, randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { CreateKeyCommand, DescribeKeyCommand, KMSInvalidStateException, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
-import { createKmsActivities, type ImportParameters, type KmsActivities } from '../../activities/kms';
+import { createKmsActivities, type ImportParameters } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
 import type { WrappingAlgorithm } from '../../workflows/model';
-import { assertFailure, assertRetryable, startKmsFixture, wrapMaterial, type KmsFixture } from './local-kms-fixture';
+import { assertFailure, assertRetryable, kmsForFile, wrapMaterial } from './local-kms-fixture';
 
-let kms: KmsFixture;
-let activities: KmsActivities;
-
-before(async () => {
-  kms = await startKmsFixture();
-  activities = createKmsActivities(kms.client);
-});
-after(async () => {
-  await kms?.close();
-});
+const file = kmsForFile();
 
 let keys = 0;
 /** A fresh EXTERNAL key in PendingImport. */
 async function newKey(): Promise<string> {
   keys += 1;
-  const ref = await activities.ensureKmsKey({
+  const ref = await file.activities.ensureKmsKey({
     alias: `alias/import-${keys}`,
     description: 'import test',
     createIfMissing: true,
@@ -34,7 +25,7 @@ async function newKey(): Promise<string> {
 }
 
 const parameters = (keyId: string, wrappingAlgorithm: WrappingAlgorithm = 'RSAES_OAEP_SHA_256') =>
-  activities.getImportParameters({ keyId, wrappingAlgorithm, wrappingKeySpec: 'RSA_2048' });
+  file.activities.getImportParameters({ keyId, wrappingAlgorithm, wrappingKeySpec: 'RSA_2048' });
 
 /** Imports `material` with fresh parameters; material that does not expire unless validTo is given. */
 async function importMaterial(
@@ -44,7 +35,7 @@ async function importMaterial(
 ): Promise<void> {
   const algorithm = opts.algorithm ?? 'RSAES_OAEP_SHA_256';
   const params = await parameters(keyId, algorithm);
-  await activities.importKeyMaterial({
+  await file.activities.importKeyMaterial({
     keyId,
     importToken: params.importToken,
     encryptedKeyMaterial: wrapMaterial(params.publicKey, algorithm, material),
@@ -59,7 +50,7 @@ function secondsFromNow(seconds: number): string {
 }
 
 async function describedValidTo(keyId: string): Promise<string | undefined> {
-  const out = await kms.client.send(new DescribeKeyCommand({ KeyId: keyId }));
+  const out = await file.kms.client.send(new DescribeKeyCommand({ KeyId: keyId }));
   return out.KeyMetadata?.ValidTo?.toISOString();
 }
 
@@ -78,7 +69,7 @@ for (const algorithm of ['RSAES_OAEP_SHA_256', 'RSAES_OAEP_SHA_1'] as const) {
 test('importKeyMaterial with KEY_MATERIAL_DOES_NOT_EXPIRE, then verifyKey passes', async () => {
   const keyId = await newKey();
   await importMaterial(keyId, randomBytes(32), { algorithm: 'RSAES_OAEP_SHA_256' });
-  const verification = await activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+  const verification = await file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
   assert.deepEqual(verification, {
     keyState: 'Enabled',
     origin: 'EXTERNAL',
@@ -87,7 +78,7 @@ test('importKeyMaterial with KEY_MATERIAL_DOES_NOT_EXPIRE, then verifyKey passes
     roundTrip: true,
   });
   await assertFailure(
-    activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo: secondsFromNow(3600) }),
+    file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo: secondsFromNow(3600) }),
     ErrorType.VerificationFailed,
   );
 });
@@ -98,18 +89,18 @@ test('importKeyMaterial with KEY_MATERIAL_EXPIRES sets ValidTo, and verifyKey ch
   await importMaterial(keyId, randomBytes(32), { algorithm: 'RSAES_OAEP_SHA_1', validTo });
   assert.equal(await describedValidTo(keyId), validTo);
 
-  const verification = await activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo });
+  const verification = await file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo });
   assert.equal(verification.validTo, validTo);
   assert.equal(verification.expirationModel, 'KEY_MATERIAL_EXPIRES');
   assert.equal(verification.roundTrip, true);
 
   const oneSecondLater = new Date(Date.parse(validTo) + 1000).toISOString();
   const failure = await assertFailure(
-    activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo: oneSecondLater }),
+    file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_EXPIRES', validTo: oneSecondLater }),
     ErrorType.VerificationFailed,
   );
   assert.match(failure.message, new RegExp(`ValidTo is ${validTo}, expected ${oneSecondLater}`));
-  await assertFailure(activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }), ErrorType.VerificationFailed);
+  await assertFailure(file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }), ErrorType.VerificationFailed);
 });
 
 test('importKeyMaterial sends a ValidTo with milliseconds as whole seconds', async () => {
@@ -123,7 +114,7 @@ test('importKeyMaterial with KEY_MATERIAL_EXPIRES but no validTo fails with Inva
   const keyId = await newKey();
   const params = await parameters(keyId);
   const failure = await assertFailure(
-    activities.importKeyMaterial({
+    file.activities.importKeyMaterial({
       keyId,
       importToken: params.importToken,
       encryptedKeyMaterial: wrapMaterial(params.publicKey, 'RSAES_OAEP_SHA_256', randomBytes(32)),
@@ -136,7 +127,7 @@ test('importKeyMaterial with KEY_MATERIAL_EXPIRES but no validTo fails with Inva
 
 test('importKeyMaterial with an import token that is not base64 fails with InvalidInput naming the field', async () => {
   const failure = await assertFailure(
-    activities.importKeyMaterial({
+    file.activities.importKeyMaterial({
       keyId: await newKey(),
       importToken: 'not base64!',
       encryptedKeyMaterial: 'AAAA',
@@ -149,7 +140,7 @@ test('importKeyMaterial with an import token that is not base64 fails with Inval
 
 test('verifyKey on a key still pending import fails retryably: on AWS the import may not have propagated yet', async () => {
   const keyId = await newKey();
-  const failure = await assertRetryable(activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
+  const failure = await assertRetryable(file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }));
   assert.match(failure.message, new RegExp(`key ${keyId}: DescribeKey shows PendingImport after its key material was imported`));
   assert.match(failure.message, /may not have propagated the import yet, will retry/);
 });
@@ -157,7 +148,7 @@ test('verifyKey on a key still pending import fails retryably: on AWS the import
 test('verifyKey retries a KMSInvalidStateException from Encrypt on a key DescribeKey shows Enabled', async () => {
   const keyId = await newKey();
   await importMaterial(keyId, randomBytes(32));
-  const client = kms.newClient();
+  const client = file.kms.newClient();
   client.middlewareStack.add(
     (next, context) => async (args) => {
       if (context.commandName === 'EncryptCommand') {
@@ -174,9 +165,9 @@ test('verifyKey retries a KMSInvalidStateException from Encrypt on a key Describ
 });
 
 test('verifyKey on a key of origin AWS_KMS fails with VerificationFailed', async () => {
-  const keyId = (await kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+  const keyId = (await file.kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
   const failure = await assertFailure(
-    activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }),
+    file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' }),
     ErrorType.VerificationFailed,
   );
   assert.match(failure.message, /origin is AWS_KMS, expected EXTERNAL/);
@@ -187,7 +178,7 @@ test('importKeyMaterial with a token superseded by newer parameters fails with I
   const stale = await parameters(keyId);
   await parameters(keyId);
   await assertFailure(
-    activities.importKeyMaterial({
+    file.activities.importKeyMaterial({
       keyId,
       importToken: stale.importToken,
       encryptedKeyMaterial: wrapMaterial(stale.publicKey, 'RSAES_OAEP_SHA_256', randomBytes(32)),
@@ -203,7 +194,7 @@ test('importKeyMaterial with corrupted wrapped material fails with InvalidCipher
   const wrapped = Buffer.from(wrapMaterial(params.publicKey, 'RSAES_OAEP_SHA_256', randomBytes(32)), 'base64');
   wrapped[10] ^= 0xff;
   await assertFailure(
-    activities.importKeyMaterial({
+    file.activities.importKeyMaterial({
       keyId,
       importToken: params.importToken,
       encryptedKeyMaterial: wrapped.toString('base64'),
@@ -224,16 +215,16 @@ test('importKeyMaterial of the same material again, with fresh parameters, succe
   const material = randomBytes(32);
   await importMaterial(keyId, material);
   await importMaterial(keyId, material);
-  const verification = await activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
+  const verification = await file.activities.verifyKey({ keyId, expirationModel: 'KEY_MATERIAL_DOES_NOT_EXPIRE' });
   assert.equal(verification.roundTrip, true);
 });
 
 test('importKeyMaterial into a key scheduled for deletion fails with KeyPendingDeletion', async () => {
   const keyId = await newKey();
   const params = await parameters(keyId);
-  await kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+  await file.kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
   await assertFailure(
-    activities.importKeyMaterial({
+    file.activities.importKeyMaterial({
       keyId,
       importToken: params.importToken,
       encryptedKeyMaterial: wrapMaterial(params.publicKey, 'RSAES_OAEP_SHA_256', randomBytes(32)),

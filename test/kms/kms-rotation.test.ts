@@ -3,29 +3,20 @@
 // of native rotation, which local-kms lacks.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { CreateKeyCommand, DescribeKeyCommand, type KeyMetadata } from '@aws-sdk/client-kms';
-import { createKmsActivities, type KmsActivities } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
-import { assertFailure, countKeys, startKmsFixture, wrapMaterial, type KmsFixture } from './local-kms-fixture';
+import { assertFailure, countKeys, kmsForFile, wrapMaterial } from './local-kms-fixture';
 
-let kms: KmsFixture;
-let activities: KmsActivities;
-before(async () => {
-  kms = await startKmsFixture();
-  activities = createKmsActivities(kms.client);
-});
-after(async () => {
-  await kms?.close();
-});
+const file = kmsForFile();
 
-const describeKey = async (keyId: string): Promise<KeyMetadata> => (await kms.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
+const describeKey = async (keyId: string): Promise<KeyMetadata> => (await file.kms.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
 
 /** An alias on an EXTERNAL key with imported material, as an import leaves it. */
 async function importedKey(alias: string) {
-  const key = await activities.ensureKmsKey({ alias, description: 'rotation test', createIfMissing: true, requestId: `wf-${alias}` });
-  const params = await activities.getImportParameters({ keyId: key.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
-  await activities.importKeyMaterial({
+  const key = await file.activities.ensureKmsKey({ alias, description: 'rotation test', createIfMissing: true, requestId: `wf-${alias}` });
+  const params = await file.activities.getImportParameters({ keyId: key.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
+  await file.activities.importKeyMaterial({
     keyId: key.keyId,
     importToken: params.importToken,
     encryptedKeyMaterial: wrapMaterial(params.publicKey, 'RSAES_OAEP_SHA_1', randomBytes(32)),
@@ -35,48 +26,48 @@ async function importedKey(alias: string) {
 }
 
 test('ensureRequestKey creates one EXTERNAL key without alias per request; a retry finds it', async () => {
-  const before = await countKeys(kms.client);
-  const first = await activities.ensureRequestKey({ requestId: 'rotate-x-1', description: 'next key' });
+  const before = await countKeys(file.kms.client);
+  const first = await file.activities.ensureRequestKey({ requestId: 'rotate-x-1', description: 'next key' });
   assert.equal(first.created, true);
   assert.equal((await describeKey(first.keyId)).Origin, 'EXTERNAL');
   // Called directly there is no attempt number, so it scans as a retry does.
-  const retry = await activities.ensureRequestKey({ requestId: 'rotate-x-1', description: 'next key' });
+  const retry = await file.activities.ensureRequestKey({ requestId: 'rotate-x-1', description: 'next key' });
   assert.deepEqual([retry.keyId, retry.created], [first.keyId, false]);
-  assert.equal(await countKeys(kms.client), before + 1);
+  assert.equal(await countKeys(file.kms.client), before + 1);
 });
 
 test('updateAlias, disableKey and scheduleKeyDeletion move the alias and retire the old key, and can be repeated', async () => {
   const old = await importedKey('alias/swap-me');
   const next = await importedKey('alias/swap-next');
-  await activities.updateAlias({ alias: 'alias/swap-me', keyId: next.keyId });
-  await activities.updateAlias({ alias: 'alias/swap-me', keyId: next.keyId });
+  await file.activities.updateAlias({ alias: 'alias/swap-me', keyId: next.keyId });
+  await file.activities.updateAlias({ alias: 'alias/swap-me', keyId: next.keyId });
   assert.equal((await describeKey('alias/swap-me')).KeyId, next.keyId);
 
-  assert.deepEqual(await activities.disableKey({ keyId: old.keyId }), { keyState: 'Disabled' });
-  assert.deepEqual(await activities.disableKey({ keyId: old.keyId }), { keyState: 'Disabled' });
-  const { deletionDate } = await activities.scheduleKeyDeletion({ keyId: old.keyId, pendingWindowInDays: 7 });
+  assert.deepEqual(await file.activities.disableKey({ keyId: old.keyId }), { keyState: 'Disabled' });
+  assert.deepEqual(await file.activities.disableKey({ keyId: old.keyId }), { keyState: 'Disabled' });
+  const { deletionDate } = await file.activities.scheduleKeyDeletion({ keyId: old.keyId, pendingWindowInDays: 7 });
   assert.ok(Date.parse(deletionDate) > Date.now() + 6 * 86_400_000);
-  assert.deepEqual(await activities.scheduleKeyDeletion({ keyId: old.keyId, pendingWindowInDays: 7 }), { deletionDate });
+  assert.deepEqual(await file.activities.scheduleKeyDeletion({ keyId: old.keyId, pendingWindowInDays: 7 }), { deletionDate });
   assert.equal((await describeKey(old.keyId)).KeyState, 'PendingDeletion');
-  await assertFailure(activities.scheduleKeyDeletion({ keyId: next.keyId, pendingWindowInDays: 3 }), ErrorType.InvalidInput);
-  await assertFailure(activities.updateAlias({ alias: 'swap-me', keyId: next.keyId }), ErrorType.InvalidInput);
+  await assertFailure(file.activities.scheduleKeyDeletion({ keyId: next.keyId, pendingWindowInDays: 3 }), ErrorType.InvalidInput);
+  await assertFailure(file.activities.updateAlias({ alias: 'swap-me', keyId: next.keyId }), ErrorType.InvalidInput);
 });
 
 test('keyMaterials and rotateKeyOnDemand fail with NativeRotationUnsupported on local-kms, at once', async () => {
   const key = await importedKey('alias/no-native');
-  const failure = await assertFailure(activities.keyMaterials({ keyId: key.keyId }), ErrorType.NativeRotationUnsupported);
+  const failure = await assertFailure(file.activities.keyMaterials({ keyId: key.keyId }), ErrorType.NativeRotationUnsupported);
   assert.match(failure.message, /use the alias-swap strategy/);
-  await assertFailure(activities.rotateKeyOnDemand({ keyId: key.keyId, keyMaterialId: 'x' }), ErrorType.NativeRotationUnsupported);
+  await assertFailure(file.activities.rotateKeyOnDemand({ keyId: key.keyId, keyMaterialId: 'x' }), ErrorType.NativeRotationUnsupported);
 });
 
 test('dueAliases lists aliases of Enabled EXTERNAL keys older than the limit, by prefix', async () => {
   await importedKey('alias/due/a');
   await importedKey('alias/due/b');
-  const aws = await kms.client.send(new CreateKeyCommand({}));
+  const aws = await file.kms.client.send(new CreateKeyCommand({}));
   assert.ok(aws.KeyMetadata?.KeyId);
-  const all = await activities.dueAliases({ olderThanMs: 0, prefix: 'due/' });
+  const all = await file.activities.dueAliases({ olderThanMs: 0, prefix: 'due/' });
   assert.deepEqual(all.map((d) => d.alias).sort(), ['alias/due/a', 'alias/due/b']);
   assert.ok(all.every((d) => Date.parse(d.materialSince) <= Date.now()));
-  assert.deepEqual(await activities.dueAliases({ olderThanMs: 86_400_000, prefix: 'due/' }), [], 'nothing is a day old');
-  await assertFailure(activities.dueAliases({ olderThanMs: -1 }), ErrorType.InvalidInput);
+  assert.deepEqual(await file.activities.dueAliases({ olderThanMs: 86_400_000, prefix: 'due/' }), [], 'nothing is a day old');
+  await assertFailure(file.activities.dueAliases({ olderThanMs: -1 }), ErrorType.InvalidInput);
 });

@@ -1,6 +1,6 @@
 // ensureKmsKey against a real local-kms: finding, creating (once per request) and refusing keys.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CreateAliasCommand,
   CreateKeyCommand,
@@ -18,84 +18,75 @@ import {
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type LogEntry } from '@temporalio/worker';
-import { createKmsActivities, kmsClient, REQUEST_ID_TAG, type EnsureKmsKeyInput, type KmsActivities, type KmsKeyRef } from '../../activities/kms';
+import { createKmsActivities, kmsClient, REQUEST_ID_TAG, type EnsureKmsKeyInput, type KmsKeyRef } from '../../activities/kms';
 import { ErrorType } from '../../workflows/errors';
 import { freePort } from '../../scripts/net';
-import { assertFailure, countKeys, startKmsFixture, type KmsFixture } from './local-kms-fixture';
+import { assertFailure, countKeys, kmsForFile } from './local-kms-fixture';
 
-let kms: KmsFixture;
-let activities: KmsActivities;
-
-before(async () => {
-  kms = await startKmsFixture();
-  activities = createKmsActivities(kms.client);
-});
-after(async () => {
-  await kms?.close();
-});
+const file = kmsForFile();
 
 const ensure = (alias: string, requestId: string, createIfMissing = true) =>
-  activities.ensureKmsKey({ alias, description: `test key for ${requestId}`, createIfMissing, requestId });
+  file.activities.ensureKmsKey({ alias, description: `test key for ${requestId}`, createIfMissing, requestId });
 
 async function aliasTarget(alias: string): Promise<string | undefined> {
   return (await describeKey(alias)).KeyId;
 }
 
 async function describeKey(keyId: string): Promise<KeyMetadata> {
-  return (await kms.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
+  return (await file.kms.client.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
 }
 
 /** A key made outside the activities, with an alias on it. */
 async function keyUnderAlias(alias: string, origin: 'AWS_KMS' | 'EXTERNAL'): Promise<string> {
-  const out = await kms.client.send(new CreateKeyCommand({ Origin: origin, KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
+  const out = await file.kms.client.send(new CreateKeyCommand({ Origin: origin, KeySpec: 'SYMMETRIC_DEFAULT', KeyUsage: 'ENCRYPT_DECRYPT' }));
   const keyId = out.KeyMetadata!.KeyId!;
-  await kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: keyId }));
+  await file.kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: keyId }));
   return keyId;
 }
 
 test('ensureKmsKey creates an EXTERNAL key tagged with the request id, then finds it through the alias', async () => {
-  const before = await countKeys(kms.client);
+  const before = await countKeys(file.kms.client);
   const first = await ensure('alias/create-then-find', 'wf-create-then-find');
   assert.equal(first.created, true);
   assert.equal(first.keyState, 'PendingImport');
   assert.match(first.keyArn, new RegExp(`:key/${first.keyId}$`));
   assert.equal(await aliasTarget('alias/create-then-find'), first.keyId);
-  const tags = await kms.client.send(new ListResourceTagsCommand({ KeyId: first.keyId }));
+  const tags = await file.kms.client.send(new ListResourceTagsCommand({ KeyId: first.keyId }));
   assert.deepEqual(tags.Tags, [{ TagKey: REQUEST_ID_TAG, TagValue: 'wf-create-then-find' }]);
 
   const second = await ensure('alias/create-then-find', 'wf-create-then-find');
   assert.deepEqual(second, { ...first, created: false });
-  assert.equal(await countKeys(kms.client), before + 1);
+  assert.equal(await countKeys(file.kms.client), before + 1);
 });
 
 test('ensureKmsKey retried after the alias was lost reuses the tagged key and restores the alias', async () => {
   const first = await ensure('alias/lost-alias', 'wf-lost-alias');
-  await kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/lost-alias' }));
-  const before = await countKeys(kms.client);
+  await file.kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/lost-alias' }));
+  const before = await countKeys(file.kms.client);
 
   const retry = await ensure('alias/lost-alias', 'wf-lost-alias');
   assert.equal(retry.keyId, first.keyId);
   assert.equal(retry.created, false);
   assert.equal(await aliasTarget('alias/lost-alias'), first.keyId);
-  assert.equal(await countKeys(kms.client), before);
+  assert.equal(await countKeys(file.kms.client), before);
 });
 
 test('ensureKmsKey creates a separate key for another request id', async () => {
   const first = await ensure('alias/other-request', 'wf-other-request-1');
-  await kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/other-request' }));
-  const before = await countKeys(kms.client);
+  await file.kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/other-request' }));
+  const before = await countKeys(file.kms.client);
 
   const other = await ensure('alias/other-request', 'wf-other-request-2');
   assert.notEqual(other.keyId, first.keyId);
   assert.equal(other.created, true);
-  assert.equal(await countKeys(kms.client), before + 1);
+  assert.equal(await countKeys(file.kms.client), before + 1);
 });
 
 test('ensureKmsKey with createIfMissing=false on an unknown alias fails with UnknownAlias', async () => {
-  const before = await countKeys(kms.client);
+  const before = await countKeys(file.kms.client);
   const failure = await assertFailure(ensure('alias/does-not-exist', 'wf-unknown', false), ErrorType.UnknownAlias);
   assert.match(failure.message, /alias\/does-not-exist/);
-  assert.equal(await countKeys(kms.client), before);
+  assert.equal(await countKeys(file.kms.client), before);
 });
 
 test('ensureKmsKey with createIfMissing=false finds an existing EXTERNAL key', async () => {
@@ -119,30 +110,30 @@ test('ensureKmsKey on an alias of an AWS_KMS-origin key fails with KeyNotExterna
 
 test('ensureKmsKey on an alias of a key scheduled for deletion fails with KeyPendingDeletion', async () => {
   const keyId = await keyUnderAlias('alias/pending-deletion', 'EXTERNAL');
-  await kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+  await file.kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
   const failure = await assertFailure(ensure('alias/pending-deletion', 'wf-pending-deletion'), ErrorType.KeyPendingDeletion);
   assert.match(failure.message, new RegExp(keyId));
 });
 
 test('ensureKmsKey on an alias of a disabled key fails with KeyUnusableState', async () => {
   const keyId = await keyUnderAlias('alias/disabled', 'EXTERNAL');
-  await kms.client.send(new DisableKeyCommand({ KeyId: keyId }));
+  await file.kms.client.send(new DisableKeyCommand({ KeyId: keyId }));
   const failure = await assertFailure(ensure('alias/disabled', 'wf-disabled'), ErrorType.KeyUnusableState);
   assert.match(failure.message, /Disabled/);
 });
 
 test('ensureKmsKey does not replace a tagged key that was scheduled for deletion', async () => {
   const first = await ensure('alias/tagged-deleted', 'wf-tagged-deleted');
-  await kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/tagged-deleted' }));
-  await kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: first.keyId, PendingWindowInDays: 7 }));
-  const before = await countKeys(kms.client);
+  await file.kms.client.send(new DeleteAliasCommand({ AliasName: 'alias/tagged-deleted' }));
+  await file.kms.client.send(new ScheduleKeyDeletionCommand({ KeyId: first.keyId, PendingWindowInDays: 7 }));
+  const before = await countKeys(file.kms.client);
   await assertFailure(ensure('alias/tagged-deleted', 'wf-tagged-deleted'), ErrorType.KeyPendingDeletion);
-  assert.equal(await countKeys(kms.client), before);
+  assert.equal(await countKeys(file.kms.client), before);
 });
 
 /** A client that records the name of every command it sends; `hook` runs before each goes out. */
 function recordingClient(hook?: (command: string) => void): { client: KMSClient; sent: string[] } {
-  const client = kms.newClient();
+  const client = file.kms.newClient();
   const sent: string[] = [];
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -160,7 +151,7 @@ const ensureAsAttempt = (attempt: number, client: KMSClient, input: EnsureKmsKey
   new MockActivityEnvironment({ attempt }).run(() => createKmsActivities(client).ensureKmsKey(input)) as Promise<KmsKeyRef>;
 
 test("ensureKmsKey's first attempt creates the key without scanning the account for an earlier attempt's key", async () => {
-  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // a key a scan would have to look at
+  await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // a key a scan would have to look at
   const { client, sent } = recordingClient();
   const key = await ensureAsAttempt(1, client, { alias: 'alias/first-attempt', description: '', createIfMissing: true, requestId: 'wf-first-attempt' });
   assert.equal(key.created, true);
@@ -169,7 +160,7 @@ test("ensureKmsKey's first attempt creates the key without scanning the account 
 });
 
 test('ensureKmsKey retried after its first attempt died between CreateKey and CreateAlias finds the tagged key', async () => {
-  const before = await countKeys(kms.client);
+  const before = await countKeys(file.kms.client);
   const dying = recordingClient((command) => {
     if (command === 'CreateAliasCommand') throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
   });
@@ -178,7 +169,7 @@ test('ensureKmsKey retried after its first attempt died between CreateKey and Cr
     ensureAsAttempt(1, dying.client, input),
     (err: unknown) => err instanceof ApplicationFailure && !err.nonRetryable,
   );
-  assert.equal(await countKeys(kms.client), before + 1);
+  assert.equal(await countKeys(file.kms.client), before + 1);
 
   const { client, sent } = recordingClient();
   const retry = await ensureAsAttempt(2, client, input);
@@ -186,13 +177,13 @@ test('ensureKmsKey retried after its first attempt died between CreateKey and Cr
   assert.ok(sent.includes('ListKeysCommand') && sent.includes('ListResourceTagsCommand'), `sent: ${sent.join(', ')}`);
   assert.ok(!sent.includes('CreateKeyCommand'));
   assert.equal(await aliasTarget('alias/retry-finds'), retry.keyId);
-  assert.equal(await countKeys(kms.client), before + 1);
-  const tags = await kms.client.send(new ListResourceTagsCommand({ KeyId: retry.keyId }));
+  assert.equal(await countKeys(file.kms.client), before + 1);
+  const tags = await file.kms.client.send(new ListResourceTagsCommand({ KeyId: retry.keyId }));
   assert.deepEqual(tags.Tags, [{ TagKey: REQUEST_ID_TAG, TagValue: 'wf-retry-finds' }]);
 });
 
 test('called outside an activity, ensureKmsKey scans as a retry does unless told it is a first attempt', async () => {
-  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }));
+  await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }));
   const retry = recordingClient();
   await createKmsActivities(retry.client).ensureKmsKey({ alias: 'alias/outside-retry', description: '', createIfMissing: true, requestId: 'wf-outside-retry' });
   assert.ok(retry.sent.includes('ListKeysCommand'));
@@ -207,8 +198,8 @@ test('called outside an activity, ensureKmsKey scans as a retry does unless told
 });
 
 test('ensureKmsKey retried heartbeats for every key it scans for its request tag', async () => {
-  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
-  const keys = await countKeys(kms.client);
+  await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
+  const keys = await countKeys(file.kms.client);
   const env = new MockActivityEnvironment({ attempt: 2 });
   const beats: unknown[] = [];
   env.on('heartbeat', (details) => beats.push(details));
@@ -219,9 +210,9 @@ test('ensureKmsKey retried heartbeats for every key it scans for its request tag
 });
 
 test('ensureKmsKey retried and cancelled during its tag scan sends no further KMS request and creates no key', async () => {
-  await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
+  await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' })); // at least one key to scan
   const env = new MockActivityEnvironment({ attempt: 2 });
-  const client = kms.newClient();
+  const client = file.kms.newClient();
   const sent: string[] = [];
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -232,14 +223,14 @@ test('ensureKmsKey retried and cancelled during its tag scan sends no further KM
     },
     { step: 'initialize', name: 'cancelDuringScan' },
   );
-  const before = await countKeys(kms.client);
+  const before = await countKeys(file.kms.client);
 
   const scan = env.run(() =>
     createKmsActivities(client).ensureKmsKey({ alias: 'alias/cancelled', description: '', createIfMissing: true, requestId: 'wf-cancelled' }),
   );
   await assert.rejects(scan, CancelledFailure);
   assert.deepEqual(sent, ['DescribeKeyCommand', 'ListKeysCommand', 'ListResourceTagsCommand']);
-  assert.equal(await countKeys(kms.client), before);
+  assert.equal(await countKeys(file.kms.client), before);
 });
 
 /**
@@ -248,11 +239,11 @@ test('ensureKmsKey retried and cancelled during its tag scan sends no further KM
  */
 function clientLosingAliasRace(alias: string, winner: () => string, deletionFails?: Error): { client: KMSClient; lost: () => string } {
   let created = '';
-  const client = kms.newClient();
+  const client = file.kms.newClient();
   client.middlewareStack.add(
     (next, context) => async (args) => {
       if (context.commandName === 'CreateAliasCommand') {
-        await kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: winner() }));
+        await file.kms.client.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: winner() }));
       }
       if (context.commandName === 'ScheduleKeyDeletionCommand' && deletionFails) throw deletionFails;
       const out = await next(args);
@@ -275,7 +266,7 @@ test('ensureKmsKey that loses the CreateAlias race returns the key the alias now
   let winner = '';
   const race = clientLosingAliasRace('alias/race-external', () => winner);
   const racing = createKmsActivities(race.client);
-  winner = (await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
+  winner = (await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
 
   const ref = await racing.ensureKmsKey({ alias: 'alias/race-external', description: 'race', createIfMissing: true, requestId: 'wf-race-1' });
   assert.equal(ref.keyId, winner);
@@ -289,7 +280,7 @@ test('ensureKmsKey that loses the CreateAlias race re-validates the winner: KeyN
   let winner = '';
   const race = clientLosingAliasRace('alias/race-kms-origin', () => winner);
   const racing = createKmsActivities(race.client);
-  winner = (await kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+  winner = (await file.kms.client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
 
   const failure = await assertFailure(
     racing.ensureKmsKey({ alias: 'alias/race-kms-origin', description: 'race', createIfMissing: true, requestId: 'wf-race-2' }),
@@ -317,7 +308,7 @@ for (const [name, error, expected] of deletionFailures) {
     let winner = '';
     const race = clientLosingAliasRace(`alias/race-undeletable-${name}`, () => winner, error);
     const racing = createKmsActivities(race.client);
-    winner = (await kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
+    winner = (await file.kms.client.send(new CreateKeyCommand({ Origin: 'EXTERNAL' }))).KeyMetadata!.KeyId!;
     const logged: LogEntry[] = [];
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('INFO', (entry) => logged.push(entry)) });
 
@@ -352,7 +343,7 @@ async function withoutAwsCredentials(fn: () => Promise<void>): Promise<void> {
 
 test('a worker without AWS credentials gets a non-retryable KmsAccessDenied that says how to configure them', async () => {
   await withoutAwsCredentials(async () => {
-    const client = kmsClient({ region: kms.region, endpoint: kms.endpoint });
+    const client = kmsClient({ region: file.kms.region, endpoint: file.kms.endpoint });
     try {
       const failure = await assertFailure(
         createKmsActivities(client).ensureKmsKey({ alias: 'alias/no-credentials', description: '', createIfMissing: true, requestId: 'wf-x' }),
@@ -367,7 +358,7 @@ test('a worker without AWS credentials gets a non-retryable KmsAccessDenied that
 });
 
 test('a KMS endpoint that refuses connections gives a retryable failure', async () => {
-  const closed = createKmsActivities(kms.newClient({ endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 }));
+  const closed = createKmsActivities(file.kms.newClient({ endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 }));
   let failure: unknown;
   await assert.rejects(closed.ensureKmsKey({ alias: 'alias/unreachable', description: '', createIfMissing: true, requestId: 'wf-x' }), (err) => {
     failure = err;

@@ -5,8 +5,10 @@ import { constants, createPublicKey, publicEncrypt } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { KMSClient, ListKeysCommand, type KMSClientConfig } from '@aws-sdk/client-kms';
 import { ApplicationFailure } from '@temporalio/common';
+import { createKmsActivities, type KmsActivities } from '../../activities/kms';
 import { startLocalKms } from '../../scripts/local-kms';
 import type { WrappingAlgorithm } from '../../workflows/model';
 
@@ -88,4 +90,17 @@ export async function assertRetryable(promise: Promise<unknown>): Promise<Applic
   assert.ok(failure instanceof ApplicationFailure, `expected an ApplicationFailure, got ${String(failure)}`);
   assert.equal(failure.nonRetryable, false, failure.message);
   return failure;
+}
+
+/** local-kms for the tests of one file: started before them and stopped after, with the activities over its client. */
+export function kmsForFile(): { readonly kms: KmsFixture; readonly activities: KmsActivities } {
+  const file = {} as { kms: KmsFixture; activities: KmsActivities };
+  before(async () => {
+    file.kms = await startKmsFixture();
+    file.activities = createKmsActivities(file.kms.client);
+  });
+  after(async () => {
+    await file.kms?.close();
+  });
+  return file;
 }
