@@ -537,27 +537,18 @@ export function createKmsActivities(client: KMSClient, options: KmsActivityOptio
     }
   }
 
-  async function hasRequestTag(keyId: string, requestId: string): Promise<boolean> {
+  /** The key's tags; undefined when the key is gone (deleted since it was listed). */
+  async function tagsOf(keyId: string): Promise<Map<string, string> | undefined> {
+    const tags = new Map<string, string>();
     let marker: string | undefined;
     do {
       let page;
       try {
         page = await send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker }));
       } catch (err) {
-        if (errorName(err) === 'NotFoundException') return false; // deleted since ListKeys
+        if (errorName(err) === 'NotFoundException') return undefined;
         throw await failure(err, { operation: 'ListResourceTags', keyId });
       }
-      if (page.Tags?.some((t) => t.TagKey === REQUEST_ID_TAG && t.TagValue === requestId)) return true;
-      marker = page.Truncated ? page.NextMarker : undefined;
-    } while (marker);
-    return false;
-  }
-
-  async function tagsOf(keyId: string): Promise<Map<string, string>> {
-    const tags = new Map<string, string>();
-    let marker: string | undefined;
-    do {
-      const page = await call({ operation: 'ListResourceTags', keyId }, () => send(new ListResourceTagsCommand({ KeyId: keyId, Marker: marker })));
       for (const t of page.Tags ?? []) if (t.TagKey) tags.set(t.TagKey, t.TagValue ?? '');
       marker = page.Truncated ? page.NextMarker : undefined;
     } while (marker);
@@ -580,7 +571,7 @@ export function createKmsActivities(client: KMSClient, options: KmsActivityOptio
       for (const { KeyId } of page.Keys ?? []) {
         keysScanned += 1;
         activity?.heartbeat({ keysScanned });
-        if (!KeyId || !(await hasRequestTag(KeyId, requestId))) continue;
+        if (!KeyId || (await tagsOf(KeyId))?.get(REQUEST_ID_TAG) !== requestId) continue;
         const key = await describe(KeyId);
         // A tagged key pending deletion may be a lost race's leftover (below): a live one wins over it.
         if (!isPendingDeletion(key)) return key;
@@ -892,7 +883,7 @@ export function createKmsActivities(client: KMSClient, options: KmsActivityOptio
       const ctx = input.keyId.startsWith('alias/') ? { operation: 'DescribeKey', alias: input.keyId } : { operation: 'DescribeKey', keyId: input.keyId };
       const out = await call(ctx, () => send(new DescribeKeyCommand({ KeyId: input.keyId })));
       const key = described(out.KeyMetadata, 'DescribeKey');
-      const tags = await tagsOf(key.KeyId);
+      const tags = (await tagsOf(key.KeyId)) ?? new Map<string, string>();
       const hsmKey: RecordedHsmKey = { label: tags.get(HSM_KEY_TAGS.label), keyId: tags.get(HSM_KEY_TAGS.keyId), kcv: tags.get(HSM_KEY_TAGS.kcv) };
       // local-kms keeps the last ExpirationModel and ValidTo after the material is deleted; AWS clears them.
       const holdsMaterial = key.KeyState !== 'PendingImport';
