@@ -55,6 +55,16 @@ export interface Decision {
 
 export type GateState = 'PENDING' | 'APPROVED' | 'REJECTED' | 'EXPIRED';
 
+/** Who decides and how far they got: what every status query and the approval view show alike. */
+export interface GateView {
+  requester: string;
+  approvers: string[];
+  requiredApprovals: number;
+  approvalsNeeded: number;
+  approvals: Decision[];
+  rejection?: Decision;
+}
+
 export class ApprovalGate {
   private readonly decisions: Decision[] = [];
   private expired = false;
@@ -77,6 +87,11 @@ export class ApprovalGate {
 
   get remaining(): number {
     return Math.max(0, this.policy.required - this.approvals.length);
+  }
+
+  view(): GateView {
+    const { requester, approvers, required } = this.policy;
+    return { requester, approvers, requiredApprovals: required, approvalsNeeded: this.remaining, approvals: this.approvals, rejection: this.rejection };
   }
 
   /** Why `approver` may not record `decision` now, or undefined when it may. */

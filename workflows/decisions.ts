@@ -1,7 +1,7 @@
 // Approve/reject messages and the wait for a quorum, shared by every workflow that needs approvers
 // (import, rotation, revoke). The rules live in ApprovalGate; this module feeds it messages.
 import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, setHandler, workflowInfo } from '@temporalio/workflow';
-import { ApprovalGate, type ApprovalSubject, type Decision, type GateState } from './approval';
+import { ApprovalGate, type ApprovalSubject, type Decision, type GateState, type GateView } from './approval';
 import { ErrorType } from './errors';
 import { statementRefusal, type SignedStatement } from './signed-approval';
 
@@ -13,16 +13,10 @@ export interface DecisionInput {
 }
 
 /** Where a request stands for its approvers: what `byok approve` needs, whatever the workflow. */
-export interface ApprovalView {
+export interface ApprovalView extends GateView {
   state: GateState;
   /** Decisions are accepted now (the subject is known and the request is pending). */
   decidable: boolean;
-  requester: string;
-  approvers: string[];
-  requiredApprovals: number;
-  approvalsNeeded: number;
-  approvals: Decision[];
-  rejection?: Decision;
   deadline: string;
   subject?: ApprovalSubject;
   /** Decisions must carry a signed statement (see ./signed-approval). */
@@ -62,12 +56,7 @@ export function acceptDecisions({ gate, deadline, subject, notReady, onDecided, 
   const view = (): ApprovalView => ({
     state: gate.state,
     decidable: gate.state === 'PENDING' && subject() !== undefined,
-    requester: gate.policy.requester,
-    approvers: gate.policy.approvers,
-    requiredApprovals: gate.policy.required,
-    approvalsNeeded: gate.remaining,
-    approvals: gate.approvals,
-    rejection: gate.rejection,
+    ...gate.view(),
     deadline: deadline.toISOString(),
     subject: subject(),
     signedDecisions: approverKeys !== null,

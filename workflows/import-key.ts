@@ -3,7 +3,7 @@
 import { ApplicationFailure, defineQuery, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { HsmKeyRef } from '../activities/hsm';
 import type { KeyDescription, KeyVerification, KmsKeyRef, RecordedHsmKey } from '../activities/kms';
-import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
+import { ApprovalGate, type ApprovalSubject, type Decision, type GateView } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { planImport, type ImportKeyInput, type ImportOperation, type ImportPlan } from './import-request';
@@ -27,17 +27,11 @@ export type ImportStep =
   | 'APPROVAL_EXPIRED'
   | 'FAILED';
 
-export interface ImportStatus {
+export interface ImportStatus extends GateView {
   step: ImportStep;
   /** import, or restore / reimport of the same HSM material into the same KMS key. */
   operation: ImportOperation;
   alias: string;
-  requester: string;
-  approvers: string[];
-  requiredApprovals: number;
-  approvalsNeeded: number;
-  approvals: Decision[];
-  rejection?: Decision;
   approvalDeadline: string;
   wrappingAlgorithm: WrappingAlgorithm;
   kmsKey?: { keyId: string; keyArn: string };
@@ -109,12 +103,7 @@ export async function importKey(input: ImportKeyInput): Promise<ImportKeyResult>
     step,
     operation: plan.operation,
     alias: plan.alias,
-    requester: plan.requester,
-    approvers: plan.approvers,
-    requiredApprovals: plan.requiredApprovals,
-    approvalsNeeded: gate.remaining,
-    approvals: gate.approvals,
-    rejection: gate.rejection,
+    ...gate.view(),
     approvalDeadline: deadline.toISOString(),
     wrappingAlgorithm: plan.wrappingAlgorithm,
     kmsKey: kmsKey && { keyId: kmsKey.keyId, keyArn: kmsKey.keyArn },

@@ -3,7 +3,7 @@
 // `restore` puts the same material back under the same key ARN.
 import { ApplicationFailure, defineQuery, setHandler } from '@temporalio/workflow';
 import type { KeyDescription, RecordedHsmKey } from '../activities/kms';
-import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
+import { ApprovalGate, type ApprovalSubject, type Decision, type GateView } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { checkedAliasName, invalidInput, planApprovals, type ApprovalRequest } from './import-request';
@@ -20,16 +20,13 @@ export interface RevokeKeyInput extends ApprovalRequest {
 
 export type RevokeStep = 'DESCRIBING' | 'AWAITING_APPROVAL' | 'DISABLING' | 'DELETING_MATERIAL' | 'DONE' | 'REJECTED' | 'APPROVAL_EXPIRED' | 'FAILED';
 
-export interface RevokeStatus {
+export interface RevokeStatus extends GateView {
   step: RevokeStep;
   alias: string;
   disableKey: boolean;
   kmsKey?: { keyId: string; keyArn: string; keyState: string };
   /** The HSM key the KMS key records; it stays in the HSM for a restore. */
   hsmKey?: RecordedHsmKey;
-  requester: string;
-  approvals: Decision[];
-  rejection?: Decision;
   approvalDeadline: string;
   signedApprovals: boolean;
   failure?: string;
@@ -94,9 +91,7 @@ export async function revokeKey(input: RevokeKeyInput): Promise<RevokeKeyResult>
     disableKey,
     kmsKey: key && { keyId: key.keyId, keyArn: key.keyArn, keyState: key.keyState },
     hsmKey: key?.hsmKey,
-    requester: policy.requester,
-    approvals: gate.approvals,
-    rejection: gate.rejection,
+    ...gate.view(),
     approvalDeadline: deadline.toISOString(),
     signedApprovals: policy.approverKeys !== null,
     failure,

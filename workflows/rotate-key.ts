@@ -6,7 +6,7 @@
 import { ApplicationFailure, defineQuery, log, patched, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { HsmKeyRef } from '../activities/hsm';
 import type { KeyVerification, KmsKeyRef } from '../activities/kms';
-import { ApprovalGate, type ApprovalSubject, type Decision } from './approval';
+import { ApprovalGate, type ApprovalSubject, type Decision, type GateView } from './approval';
 import { acceptDecisions, awaitDecision } from './decisions';
 import { ErrorType } from './errors';
 import { MaterialImport, recordHsmKey } from './material-import';
@@ -38,18 +38,12 @@ interface KeyView {
   keyArn: string;
 }
 
-export interface RotationStatus {
+export interface RotationStatus extends GateView {
   step: RotationStep;
   alias: string;
   /** The strategy in use: 'alias-swap' after a fallback from native. */
   strategy: RotationStrategy;
   fellBackFromNative: boolean;
-  requester: string;
-  approvers: string[];
-  requiredApprovals: number;
-  approvalsNeeded: number;
-  approvals: Decision[];
-  rejection?: Decision;
   approvalDeadline: string;
   previousKey?: KeyView;
   newKey?: KeyView;
@@ -131,12 +125,7 @@ export async function rotateKey(input: RotateKeyInput): Promise<RotateKeyResult>
     alias: plan.alias,
     strategy,
     fellBackFromNative,
-    requester: plan.requester,
-    approvers: plan.approvers,
-    requiredApprovals: plan.requiredApprovals,
-    approvalsNeeded: gate.remaining,
-    approvals: gate.approvals,
-    rejection: gate.rejection,
+    ...gate.view(),
     approvalDeadline: deadline.toISOString(),
     previousKey: previousKey && view(previousKey),
     newKey: newKey && view(newKey),
