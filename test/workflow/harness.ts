@@ -1,5 +1,6 @@
-// The time-skipping server, the workflow bundle and workers over the fakes, for the rotation tests.
+// The time-skipping server, the workflow bundle and workers over the fakes, for the workflow tests.
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -38,6 +39,24 @@ export async function harness(): Promise<Harness> {
       return kmsWorker.runUntil(hsmWorker.runUntil(fn));
     },
     teardown: () => env.teardown(),
+  };
+}
+
+/** One harness for the tests of a file: started before them and torn down after. */
+export function harnessForFile(): Pick<Harness, 'env' | 'withWorkers'> {
+  let started: Harness | undefined;
+  before(async () => {
+    started = await harness();
+  });
+  after(async () => {
+    await started?.teardown();
+  });
+  const current = (): Harness => started ?? assert.fail('the harness starts in before()');
+  return {
+    get env() {
+      return current().env;
+    },
+    withWorkers: (f, fn) => current().withWorkers(f, fn),
   };
 }
 

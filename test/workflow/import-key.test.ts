@@ -1,10 +1,9 @@
 // The import workflow against the time-skipping test server, with fake activities.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { workflowMetadataQuery } from '@temporalio/workflow';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approveSignal, approveUpdate, rejectUpdate } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput, type ImportStep } from '../../workflows/import-key';
 import {
@@ -19,21 +18,13 @@ import {
   ByokTokenValidTo,
 } from '../../workflows/search-attributes';
 import { KMS_TASK_QUEUE } from '../../workflows/model';
-import { failureOf, harness, refusalOf, type Harness } from './harness';
-import { fakes, tokenExpired, tokenInvalid, type Fakes } from './fakes';
+import { failureOf, harnessForFile, refusalOf } from './harness';
+import { fakes, tokenExpired, tokenInvalid } from './fakes';
 
 let seq = 0;
 
-let t: Harness;
-let env: TestWorkflowEnvironment;
-before(async () => {
-  t = await harness();
-  env = t.env;
-});
-after(async () => {
-  await t?.teardown();
-});
-const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> => t.withWorkers(f, fn);
+const t = harnessForFile();
+const { withWorkers } = t;
 
 const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
   alias: 'payments',
@@ -47,7 +38,7 @@ const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
 });
 
 function start(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
-  return env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `import-test-${++seq}`, args: [input] });
+  return t.env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `import-test-${++seq}`, args: [input] });
 }
 
 /** Polls the status query until the workflow reaches `step` (approvals are refused before it). */
@@ -204,7 +195,7 @@ describe('importKey workflow', () => {
       await approve(h, 'alice');
       const { importToken } = await h.query(statusQuery);
       assert.equal(Date.parse(importToken!.refreshAfter), Date.parse(importToken!.parametersValidTo) - 3_600_000);
-      await env.sleep('25h');
+      await t.env.sleep('25h');
       await approve(h, 'bob');
       const result = await h.result();
       assert.equal(result.outcome, 'IMPORTED');
@@ -237,7 +228,7 @@ describe('importKey workflow', () => {
     const f = fakes();
     await withWorkers(f, async () => {
       const h = await awaitingApproval(request({ requiredApprovals: 1, maxTokenRefreshes: 0 }));
-      await env.sleep('25h');
+      await t.env.sleep('25h');
       await approve(h, 'alice');
       const failure = await failureOf(h.result());
       assert.equal(failure.type, 'TokenRefreshLimit');

@@ -1,6 +1,6 @@
 // The rotation workflow (native and alias swap) on the time-skipping server, with fake activities.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkflowHandle } from '@temporalio/client';
 import { approveUpdate, rejectUpdate } from '../../workflows/decisions';
@@ -8,16 +8,10 @@ import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { rotateKey, rotationStatusQuery, type RotateKeyInput } from '../../workflows/rotate-key';
 import { ByokApprovalsNeeded, ByokKmsKeyId, ByokOperation, ByokPendingApprovers, ByokState } from '../../workflows/search-attributes';
 import { fakes, type Fakes } from './fakes';
-import { approveAs, failureOf, harness, refusalOf, until, type Harness } from './harness';
+import { approveAs, failureOf, harnessForFile, refusalOf, until } from './harness';
 
-let t: Harness;
+const t = harnessForFile();
 let seq = 0;
-before(async () => {
-  t = await harness();
-});
-after(async () => {
-  await t?.teardown();
-});
 
 const request = (over: Partial<RotateKeyInput> = {}): RotateKeyInput => ({
   alias: 'payments',

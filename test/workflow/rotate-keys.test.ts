@@ -1,23 +1,17 @@
 // Many rotations from one parent workflow: the concurrency limit, per-key outcomes, and one
 // failure leaving the other keys rotated. Time-skipping server, fake activities.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { approvalQuery } from '../../workflows/decisions';
 import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { childRotationId, rotateKeys, type RotateKeysInput } from '../../workflows/rotate-keys';
 import { fakes } from './fakes';
-import { approveAs, failureOf, harness, type Harness } from './harness';
+import { approveAs, failureOf, harnessForFile } from './harness';
 
-let t: Harness;
+const t = harnessForFile();
 let seq = 0;
-before(async () => {
-  t = await harness();
-});
-after(async () => {
-  await t?.teardown();
-});
 
 const rotation: RotateKeysInput['rotation'] = {
   wrappingAlgorithm: 'RSAES_OAEP_SHA_1',

@@ -1,27 +1,18 @@
 // Signed decisions in the import workflow on the time-skipping server: the pure-JS verifier runs in
 // the workflow sandbox, and forged, replayed, expired and unsigned decisions are refused.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type WorkflowHandle } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { approvalQuery, approveSignal, approveUpdate, rejectUpdate, type DecisionInput } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyInput } from '../../workflows/import-key';
 import { KMS_TASK_QUEUE } from '../../workflows/model';
 import { approver, keysOf, signStatement, statementFor, type Approver } from '../signing-fixture';
-import { fakes, type Fakes } from './fakes';
-import { harness, refusalOf, type Harness } from './harness';
+import { fakes } from './fakes';
+import { harnessForFile, refusalOf } from './harness';
 
-let t: Harness;
-let env: TestWorkflowEnvironment;
+const t = harnessForFile();
+const { withWorkers } = t;
 let seq = 0;
-before(async () => {
-  t = await harness();
-  env = t.env;
-});
-after(async () => {
-  await t?.teardown();
-});
-const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> => t.withWorkers(f, fn);
 
 const alice = approver('alice');
 const bob = approver('bob');
@@ -38,7 +29,7 @@ const request = (over: Partial<ImportKeyInput> = {}): ImportKeyInput => ({
 });
 
 async function awaitingApproval(input: ImportKeyInput): Promise<WorkflowHandle<typeof importKey>> {
-  const h = await env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `signed-${++seq}`, args: [input] });
+  const h = await t.env.client.workflow.start(importKey, { taskQueue: KMS_TASK_QUEUE, workflowId: `signed-${++seq}`, args: [input] });
   for (let tries = 0; tries < 500; tries++) {
     if ((await h.query(approvalQuery)).decidable) return h;
     await new Promise((r) => setTimeout(r, 20));
@@ -50,7 +41,7 @@ async function awaitingApproval(input: ImportKeyInput): Promise<WorkflowHandle<t
 async function signedDecision(h: WorkflowHandle, by: Approver, over: Parameters<typeof statementFor>[3] = {}, key = by.privateKey): Promise<DecisionInput> {
   const { subject } = await h.query(approvalQuery);
   // The test server's clock, which skips ahead: workflow time, not ours.
-  const statement = statementFor(by, h.workflowId, subject!, over, await env.currentTimeMs());
+  const statement = statementFor(by, h.workflowId, subject!, over, await t.env.currentTimeMs());
   return { approver: by.name, comment: statement.comment, signed: signStatement(by, statement, key) };
 }
 
@@ -85,7 +76,7 @@ describe('signed decisions', () => {
       assert.equal((await other.result()).outcome, 'REJECTED');
 
       const h = await awaitingApproval(request({ requiredApprovals: 1 }));
-      const now = await env.currentTimeMs();
+      const now = await t.env.currentTimeMs();
       assert.match(await refusalOf(h.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] })), /requires signed decisions: no signed statement/);
       assert.match(
         await refusalOf(h.executeUpdate(approveUpdate, { args: [await signedDecision(h, alice, {}, carol.privateKey)] })),
