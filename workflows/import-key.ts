@@ -252,7 +252,9 @@ function checkLifecycleState(operation: Exclude<ImportOperation, 'import'>, alia
   if (operation === 'restore') {
     if (key.keyState === 'PendingImport') return;
     if (key.keyState === 'Enabled') refuse('the key is Enabled and holds its material; nothing to restore (to extend its expiry, reimport)');
-    if (key.keyState === 'Disabled') refuse('the key is Disabled but still holds its material; nothing to restore: enable it (kms:EnableKey)');
+    // DescribeKey does not say whether a Disabled key holds material (local-kms disables a
+    // PendingImport key and keeps it without any), so the text is true of both.
+    if (key.keyState === 'Disabled') refuse('the key is Disabled; restore expects PendingImport (material deleted or expired). If it holds its material, enable it (kms:EnableKey)');
     refuse(`the key is ${key.keyState}; restore expects PendingImport (material deleted or expired)`);
   }
   if (key.keyState === 'PendingImport') refuse('the key has no material (deleted or expired); restore it instead');

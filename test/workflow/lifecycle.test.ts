@@ -80,7 +80,7 @@ describe('restore and reimport', () => {
         assert.match(enabled.message, /the key is Enabled and holds its material; nothing to restore/);
         f.key.keyState = 'Disabled';
         const disabled = await failureOf((await startImport(t, { operation: 'restore', alias: 'payments', ...approvalsOf() })).result());
-        assert.match(disabled.message, /Disabled but still holds its material; nothing to restore: enable it/);
+        assert.match(disabled.message, /the key is Disabled; restore expects PendingImport \(material deleted or expired\)\. If it holds its material, enable it/);
         assert.equal(f.calls.ensureHsmKey, undefined, 'refused before touching the HSM');
         assert.equal(f.calls.getImportParameters, undefined);
 
