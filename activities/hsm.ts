@@ -2,35 +2,26 @@
 // under the AWS KMS wrapping key. The key material leaves the HSM only as C_WrapKey output:
 // nothing here reads CKA_VALUE.
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import {
   type ITemplate,
+  type Key,
   KeyGenMechanism,
   KeyType,
   MechanismEnum,
-  Module,
+  type MechanismType,
   ObjectClass,
   type PublicKey,
   type SecretKey,
   type Session,
-  SessionFlag,
   type SessionObject,
-  type Slot,
-  type Token,
-  TokenFlag,
 } from 'graphene-pk11';
 import { ErrorType } from '../workflows/errors';
 import type { WrappingAlgorithm } from '../workflows/model';
+import { type HsmConfig, type HsmInfo, SessionPool, ckr, loggedIn, sessionLost } from './hsm-sessions';
 import { aesKeyWrapStep, checkWrapOutputLengths, wrapPlan, type WrapPlan } from './wrapping';
 
-export interface HsmConfig {
-  /** Path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so or libprimusP11.so. */
-  module: string;
-  tokenLabel: string;
-  /** User PIN; read by the worker from the environment or a file, never from workflow input. */
-  pin: string;
-}
+export type { HsmConfig } from './hsm-sessions';
 export interface EnsureHsmKeyInput {
   label: string;
   /** Generate an AES-256 key with this label when none exists (else HsmKeyNotFound). */
@@ -57,7 +48,7 @@ export interface WrappedKey {
 }
 
 export function createHsmActivities(config: HsmConfig) {
-  const hsm = new HsmConnection(config);
+  const hsm = new SessionPool(config);
   const activities = {
     /**
      * Read-only: refuses, before anything is created on either side, what ensureHsmKey would
@@ -65,217 +56,33 @@ export function createHsmActivities(config: HsmConfig) {
      * unsuitable or ambiguous one.
      */
     async checkHsmKey(input: EnsureHsmKeyInput): Promise<void> {
-      hsm.use((session) => checkKey(session, config.tokenLabel, input));
+      await hsm.use(false, (session) => checkKey(session, config.tokenLabel, input));
     },
     async ensureHsmKey(input: EnsureHsmKeyInput): Promise<HsmKeyRef> {
-      return hsm.use((session) => ensureKey(session, config.tokenLabel, input));
+      return hsm.use(input.generate, (session) => ensureKey(session, config.tokenLabel, input));
     },
     async wrapKey(input: WrapKeyInput): Promise<WrappedKey> {
       // Checked before touching the HSM: neither can get better on retry.
       const plan = wrapPlan(input.wrappingAlgorithm);
       const rsa = parseWrappingKey(input.publicKey);
-      return hsm.use((session) => wrap(session, hsm.info, config.tokenLabel, input, plan, rsa));
+      return hsm.use(false, (session) => wrap(session, hsm.info, config.tokenLabel, input, plan, rsa));
     },
   };
-  return { activities, close: async (): Promise<void> => hsm.close() };
+  return {
+    activities,
+    close: async (): Promise<void> => hsm.close(),
+    /** Logged-in sessions open now, idle or in use: at most config.sessions. */
+    openSessions: (): number => hsm.openSessions,
+  };
 }
 export type HsmActivities = ReturnType<typeof createHsmActivities>['activities'];
 
-/** Return codes after which the session (or the whole library state) is gone, not the request wrong. */
-const SESSION_LOST = new Set([
-  'CKR_SESSION_HANDLE_INVALID',
-  'CKR_SESSION_CLOSED',
-  'CKR_USER_NOT_LOGGED_IN',
-  'CKR_DEVICE_ERROR',
-  'CKR_DEVICE_REMOVED',
-  'CKR_TOKEN_NOT_PRESENT',
-  'CKR_SLOT_ID_INVALID',
-  'CKR_CRYPTOKI_NOT_INITIALIZED',
-  // A call that died half-way can leave an operation open; a fresh session clears it.
-  'CKR_OPERATION_ACTIVE',
-]);
-// CK_STATE values of a session logged in as the user.
-const CKS_RO_USER_FUNCTIONS = 1;
-const CKS_RW_USER_FUNCTIONS = 3;
-const LOGIN_FAILED = new Set([
-  'CKR_PIN_INCORRECT',
-  'CKR_PIN_INVALID',
-  'CKR_PIN_LEN_RANGE',
-  'CKR_PIN_LOCKED',
-  'CKR_PIN_EXPIRED',
-]);
 const MECHANISM_REFUSED = new Set([
   'CKR_MECHANISM_INVALID',
   'CKR_MECHANISM_PARAM_INVALID',
   'CKR_ARGUMENTS_BAD',
   'CKR_FUNCTION_NOT_SUPPORTED',
 ]);
-
-/** The CKR_* name of a pkcs11js error, whose message is exactly that name. */
-function ckr(e: unknown): string | undefined {
-  return e instanceof Error && /^CKR_\w+$/.test(e.message) ? e.message : undefined;
-}
-const sessionLost = (e: unknown): boolean => SESSION_LOST.has(ckr(e) ?? '');
-
-function ignoringErrors(call: () => void): void {
-  try {
-    call();
-  } catch {
-    // Teardown of something that may already be gone.
-  }
-}
-
-/**
- * One module load and one logged-in session per createHsmActivities, opened on first use.
- * graphene's calls are synchronous: they block the Node event loop (heartbeats too), and never interleave.
- * Login state and C_Finalize are per process in PKCS#11: close() ends them for every user of
- * the library in this process.
- */
-class HsmConnection {
-  private module?: Module;
-  private session?: Session;
-  /** Read when a session opens, so once per session rather than per call. */
-  info: HsmInfo = { name: 'HSM', mechanisms: new Set() };
-
-  constructor(private readonly config: HsmConfig) {}
-
-  /** Runs `work` on the session; reopens once if the session was lost, then leaves it to Temporal's retries. */
-  use<T>(work: (session: Session) => T): T {
-    try {
-      return work(this.loggedInSession());
-    } catch (e) {
-      if (!sessionLost(e)) throw e;
-      this.dropSession();
-    }
-    try {
-      return work((this.session = this.open()));
-    } catch (e) {
-      if (!sessionLost(e)) throw e;
-      this.dropSession();
-      throw new Error(`HSM session lost (${ckr(e)}) and reopening it did not help; will retry`);
-    }
-  }
-
-  close(): void {
-    const { module, session } = this;
-    this.module = this.session = undefined;
-    if (session) {
-      ignoringErrors(() => session.logout());
-      ignoringErrors(() => session.close());
-    }
-    if (module) {
-      ignoringErrors(() => module.finalize());
-      module.close();
-    }
-  }
-
-  /**
-   * The open session, if it is still logged in, else a new one. A session that lost its login
-   * (HSM restart, idle logout) still works but no longer sees private objects: a lookup would
-   * report the key missing, a non-retryable failure.
-   */
-  private loggedInSession(): Session {
-    if (this.session && !loggedIn(this.session)) this.dropSession();
-    return (this.session ??= this.open());
-  }
-
-  private dropSession(): void {
-    const session = this.session;
-    this.session = undefined;
-    if (session) ignoringErrors(() => session.close());
-  }
-
-  private open(): Session {
-    const module = this.loadModule();
-    try {
-      // Ignores CKR_CRYPTOKI_ALREADY_INITIALIZED, and is needed again after a C_Finalize.
-      module.initialize();
-    } catch (e) {
-      // Left retryable: a network HSM's client library may fail here while the HSM is unreachable.
-      throw new Error(`cannot initialise PKCS#11 module ${this.config.module}: ${(e as Error).message}`);
-    }
-    const { slot, token } = this.findToken(module);
-    this.info = {
-      name: describeHsm(module, token),
-      // The plain list: iterating graphene's slot.getMechanisms() costs one C_GetMechanismInfo each.
-      mechanisms: new Set(slot.lib.C_GetMechanismList(slot.handle)),
-    };
-    const session = slot.open(SessionFlag.RW_SESSION | SessionFlag.SERIAL_SESSION);
-    try {
-      session.login(this.config.pin);
-    } catch (e) {
-      const code = ckr(e);
-      // Login is per application: another session of this process may have logged in already.
-      if (code === 'CKR_USER_ALREADY_LOGGED_IN') return session;
-      ignoringErrors(() => session.close());
-      if (code && LOGIN_FAILED.has(code)) {
-        throw ApplicationFailure.nonRetryable(
-          `login to HSM token "${this.config.tokenLabel}" failed: ${code}`,
-          ErrorType.HsmLoginFailed,
-        );
-      }
-      throw e;
-    }
-    return session;
-  }
-
-  private loadModule(): Module {
-    if (!this.module) {
-      try {
-        this.module = Module.load(this.config.module);
-      } catch (e) {
-        throw ApplicationFailure.nonRetryable(
-          `cannot load PKCS#11 module ${this.config.module}: ${(e as Error).message}`,
-          ErrorType.HsmModuleNotFound,
-        );
-      }
-    }
-    return this.module;
-  }
-
-  private findToken(module: Module): { slot: Slot; token: Token } {
-    const present = [...module.getSlots(true)]
-      .map((slot) => ({ slot, token: slot.getToken() }))
-      .filter(({ token }) => token.flags & TokenFlag.TOKEN_INITIALIZED);
-    const matches = present.filter(({ token }) => token.label === this.config.tokenLabel);
-    if (matches.length === 1) return matches[0];
-    const wanted = `"${this.config.tokenLabel}"`;
-    // Two tokens with one label would make key lookup depend on slot order: refuse both cases.
-    throw ApplicationFailure.nonRetryable(
-      matches.length === 0
-        ? `no HSM token labelled ${wanted} in ${this.config.module}; tokens present: ${
-            present.map(({ token }) => `"${token.label}"`).join(', ') || 'none'
-          }`
-        : `${matches.length} HSM tokens are labelled ${wanted} in ${this.config.module}; the label must name one token`,
-      ErrorType.HsmTokenNotFound,
-    );
-  }
-}
-
-/** False when the session is gone or no longer logged in as the user. */
-function loggedIn(session: Session): boolean {
-  try {
-    const { state } = session.lib.C_GetSessionInfo(session.handle);
-    return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
-  } catch (e) {
-    if (sessionLost(e)) return false;
-    throw e;
-  }
-}
-
-interface HsmInfo {
-  /** Token manufacturer and model plus library, for error messages. */
-  name: string;
-  /** CKM_* types the slot lists, to choose among mechanisms that differ by HSM. */
-  mechanisms: ReadonlySet<number>;
-}
-
-/** e.g. `SoftHSM project SoftHSM v2 (libsofthsm2.so: SoftHSM Implementation of PKCS11 2.6)`. */
-function describeHsm(module: Module, token: Token): string {
-  const { major, minor } = module.libraryVersion;
-  const library = `${module.manufacturerID} ${module.libraryDescription} ${major}.${minor}`;
-  return `${token.manufacturerID} ${token.model} (${path.basename(module.libFile)}: ${library})`;
-}
 
 /** The suitable key labelled `label`, undefined if there is none and it may be generated. */
 function checkKey(session: Session, tokenLabel: string, { label, generate }: EnsureHsmKeyInput): SecretKey | undefined {
@@ -294,11 +101,29 @@ function checkKey(session: Session, tokenLabel: string, { label, generate }: Ens
   return undefined;
 }
 
-function ensureKey(session: Session, tokenLabel: string, input: EnsureHsmKeyInput): HsmKeyRef {
+async function ensureKey(session: Session, tokenLabel: string, input: EnsureHsmKeyInput): Promise<HsmKeyRef> {
   // Find before generate: a retried activity finds the key its first attempt created.
   const existing = checkKey(session, tokenLabel, input);
   if (existing) return keyRef(session, input.label, existing, false);
-  return keyRef(session, input.label, generateKey(session, input.label), true);
+  return keyRef(session, input.label, await generateKey(session, input.label), true);
+}
+
+/** C_GenerateKey (AES) on a libuv thread: graphene's async form. */
+function generateAesKey(session: Session, template: ITemplate): Promise<SecretKey> {
+  return new Promise((resolve, reject) =>
+    session.generateKey(KeyGenMechanism.AES, template, (err, key) =>
+      err || !key ? reject(err ?? new Error('C_GenerateKey returned no key')) : resolve(key),
+    ),
+  );
+}
+
+/** C_WrapKey on a libuv thread: graphene's async form. */
+function wrapKeyAsync(session: Session, mechanism: MechanismType, wrappingKey: Key, key: Key): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    session.wrapKey(mechanism, wrappingKey, key, (err, wrapped) =>
+      err || !wrapped ? reject(err ?? new Error('C_WrapKey returned nothing')) : resolve(wrapped),
+    ),
+  );
 }
 
 function findSecretKeys(session: Session, template: ITemplate): SecretKey[] {
@@ -351,8 +176,8 @@ function keyIdFor(label: string): Buffer {
   return createHash('sha256').update(label).digest().subarray(0, 16);
 }
 
-function generateKey(session: Session, label: string): SecretKey {
-  return session.generateKey(KeyGenMechanism.AES, {
+function generateKey(session: Session, label: string): Promise<SecretKey> {
+  return generateAesKey(session, {
     class: ObjectClass.SECRET_KEY,
     keyType: KeyType.AES,
     valueLen: 32,
@@ -462,18 +287,18 @@ const EPHEMERAL_AES_KEY: ITemplate = {
   decrypt: false,
 };
 
-function wrap(
+async function wrap(
   session: Session,
   hsm: HsmInfo,
   tokenLabel: string,
   { label, keyId, wrappingAlgorithm }: WrapKeyInput,
   plan: WrapPlan,
   rsa: RsaPublicKey,
-): WrappedKey {
+): Promise<WrappedKey> {
   const target = findTargetKey(session, tokenLabel, label, keyId);
-  const step = <T>(mechanism: string, call: () => T): T => {
+  const step = async <T>(mechanism: string, call: () => Promise<T>): Promise<T> => {
     try {
-      return call();
+      return await call();
     } catch (e) {
       const code = ckr(e);
       if (code && MECHANISM_REFUSED.has(code)) {
@@ -491,21 +316,19 @@ function wrap(
       .create({ class: ObjectClass.PUBLIC_KEY, keyType: KeyType.RSA, token: false, wrap: true, encrypt: true, ...rsa })
       .toType<PublicKey>();
     transient.push(publicKey);
-    const oaep = (key: SecretKey) => step(plan.oaep.description, () => session.wrapKey(plan.oaep.mechanism, publicKey, key));
+    const oaep = (key: SecretKey) => step(plan.oaep.description, () => wrapKeyAsync(session, plan.oaep.mechanism, publicKey, key));
     const check = { hsmName: hsm.name, algorithm: wrappingAlgorithm, modulusBytes: rsa.modulus.length };
     if (!plan.aesKeyWrap) {
-      const rsaPart = oaep(target);
+      const rsaPart = await oaep(target);
       checkWrapOutputLengths({ ...check, rsa: { description: plan.oaep.description, length: rsaPart.length } });
       return { encryptedKeyMaterial: rsaPart.toString('base64') };
     }
 
     const kwp = aesKeyWrapStep(hsm.mechanisms);
-    const ephemeral = step('CKM_AES_KEY_GEN(256-bit session key)', () =>
-      session.generateKey(KeyGenMechanism.AES, EPHEMERAL_AES_KEY),
-    );
+    const ephemeral = await step('CKM_AES_KEY_GEN(256-bit session key)', () => generateAesKey(session, EPHEMERAL_AES_KEY));
     transient.push(ephemeral);
-    const rsaPart = oaep(ephemeral);
-    const kwpPart = step(kwp.description, () => session.wrapKey(kwp.mechanism, ephemeral, target));
+    const rsaPart = await oaep(ephemeral);
+    const kwpPart = await step(kwp.description, () => wrapKeyAsync(session, kwp.mechanism, ephemeral, target));
     checkWrapOutputLengths({
       ...check,
       rsa: { description: plan.oaep.description, length: rsaPart.length },

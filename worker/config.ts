@@ -25,19 +25,22 @@ export interface ConcurrencySettings {
   workflowTasks: number;
 }
 
-// The SDK's default for activities; HSM calls are synchronous, so more than a few only queue up.
+// KMS: the SDK's default for activities. HSM: each call needs one of the worker's HSM sessions
+// (BYOK_HSM_SESSIONS), so activities beyond the sessions only wait for one.
 const DEFAULT_CONCURRENCY: ConcurrencySettings = { kmsActivities: 100, hsmActivities: 8, workflowTasks: 40 };
 
+function positiveSetting(env: NodeJS.ProcessEnv, name: string, fallback: number | undefined, integer: boolean): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!(n > 0) || (integer && !Number.isInteger(n))) {
+    throw new ConfigError(`${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
 export function concurrencySettings(env: NodeJS.ProcessEnv): ConcurrencySettings {
-  const positive = (name: string, fallback: number | undefined, integer: boolean): number | undefined => {
-    const value = env[name];
-    if (value === undefined || value === '') return fallback;
-    const n = Number(value);
-    if (!(n > 0) || (integer && !Number.isInteger(n))) {
-      throw new ConfigError(`${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
-    }
-    return n;
-  };
+  const positive = (name: string, fallback: number | undefined, integer: boolean) => positiveSetting(env, name, fallback, integer);
   return {
     kmsActivities: positive('BYOK_KMS_ACTIVITY_CONCURRENCY', DEFAULT_CONCURRENCY.kmsActivities, true)!,
     hsmActivities: positive('BYOK_HSM_ACTIVITY_CONCURRENCY', DEFAULT_CONCURRENCY.hsmActivities, true)!,
@@ -55,7 +58,7 @@ export function parseQueues(value: string): Queue[] {
   return [...new Set(queues)] as Queue[];
 }
 
-/** PKCS11_MODULE, PKCS11_TOKEN_LABEL and exactly one of PKCS11_PIN / PKCS11_PIN_FILE. */
+/** PKCS11_MODULE, PKCS11_TOKEN_LABEL, exactly one of PKCS11_PIN / PKCS11_PIN_FILE, and BYOK_HSM_SESSIONS. */
 export function hsmSettings(env: NodeJS.ProcessEnv): HsmConfig {
   const module = env.PKCS11_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
   const tokenLabel = env.PKCS11_TOKEN_LABEL;
@@ -74,7 +77,8 @@ export function hsmSettings(env: NodeJS.ProcessEnv): HsmConfig {
     if (mode & 0o077) throw new ConfigError(`PKCS11_PIN_FILE ${file} is readable by group or others; chmod 600 it`);
   }
   if (!pin) throw new ConfigError('PKCS11_PIN or PKCS11_PIN_FILE is required for the hsm queue');
-  return { module, tokenLabel, pin };
+  const sessions = positiveSetting(env, 'BYOK_HSM_SESSIONS', 1, true)!;
+  return { module, tokenLabel, pin, sessions };
 }
 
 /** AWS_REGION (or AWS_DEFAULT_REGION) and AWS_ENDPOINT_URL_KMS; credentials come from the SDK's default chain. */

@@ -1,7 +1,7 @@
 // Worker process: serves byok-kms (the workflows and the KMS activities) and byok-hsm (the HSM
 // activities), both by default. In production run `--queues hsm` next to the HSM and
 // `--queues kms` where the AWS credentials are. SIGINT/SIGTERM shut down gracefully: running
-// activities finish, then the HSM session is logged out.
+// activities finish, then the HSM sessions are logged out.
 import { parseArgs } from 'node:util';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createHsmActivities } from '../activities/hsm';
@@ -35,9 +35,12 @@ Concurrency (per worker process unless said otherwise):
                                    byok-kms queue: keeps a fleet under the AWS KMS request quotas
                                    (most activities make 1 to 3 KMS requests, a retried
                                    ensureKmsKey's account scan one per key; default no limit)
-  BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); PKCS#11 calls are
-                                   synchronous and run one at a time per process on one HSM
-                                   session: scale the HSM side with more hsm worker processes
+  BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); each waits for an
+                                   HSM session of its own
+  BYOK_HSM_SESSIONS                logged-in HSM sessions kept open (default 1): HSM calls run
+                                   in parallel up to this many; key generation and wrapping run
+                                   on libuv's thread pool, so set UV_THREADPOOL_SIZE (default 4)
+                                   to at least this
   BYOK_WORKFLOW_TASK_CONCURRENCY   workflow tasks run at once (default 40)`;
 
 let logFormat: LogFormat = 'human';
@@ -110,12 +113,21 @@ async function main(): Promise<void> {
       namespace: temporal.namespace,
       pkcs11Module: hsmConfig?.module,
       tokenLabel: hsmConfig?.tokenLabel,
+      hsmSessions: hsmConfig?.sessions,
       kmsRegion: kmsConfig?.region,
       kmsEndpoint: kmsConfig?.endpoint ?? 'AWS',
       payloadCodec: dataConverter ? 'AES-256-GCM' : 'none (payloads in clear)',
       metrics: telemetry.metricsAddress ? `http://${telemetry.metricsAddress}/metrics` : 'off',
       concurrency,
     });
+    // Generation and wrapping run on libuv's thread pool: fewer threads than sessions leave sessions idle.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    if (hsmConfig?.sessions && hsmConfig.sessions > threads) {
+      log.warn('BYOK_HSM_SESSIONS exceeds the libuv thread pool; set UV_THREADPOOL_SIZE to at least it', {
+        hsmSessions: hsmConfig.sessions,
+        uvThreadpoolSize: threads,
+      });
+    }
     const runs = workers.map((w) => w.run());
     try {
       await Promise.all(runs);

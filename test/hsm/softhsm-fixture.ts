@@ -8,6 +8,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { type ITemplate, KeyType, Module, ObjectClass, type Session, SessionFlag, type Slot } from 'graphene-pk11';
 import { type HsmConfig, createHsmActivities } from '../../activities/hsm';
+import { CKF_OS_LOCKING_OK } from '../../activities/hsm-sessions';
 import type { ErrorType } from '../../workflows/errors';
 import { initSoftHsmToken } from '../../scripts/softhsm';
 import { tools } from '../../scripts/paths';
@@ -48,11 +49,17 @@ export class SoftHsmBench {
   private constructor(private readonly token: SoftHsmToken) {
     this.hsm = createHsmActivities(token.config);
     this.module = Module.load(token.config.module);
-    this.module.initialize();
+    // As the activities do: the first C_Initialize of the process decides whether SoftHSM2 locks.
+    this.module.initialize({ flags: CKF_OS_LOCKING_OK });
     const slot = [...this.module.getSlots(true)].find((s) => s.getToken().label === TOKEN_LABEL);
     assert.ok(slot, 'test token not found');
     this.slot = slot;
     this.reopen();
+  }
+
+  /** The token's configuration, for activities of the test's own (e.g. another pool size). */
+  get config(): HsmConfig {
+    return this.token.config;
   }
 
   static async start(): Promise<SoftHsmBench> {

@@ -44,7 +44,10 @@ describe('worker configuration', () => {
       module: '/usr/lib/softhsm/libsofthsm2.so',
       tokenLabel: 't',
       pin: 's3cret',
+      sessions: 1,
     });
+    assert.equal(hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN: 'x', BYOK_HSM_SESSIONS: '4' }).sessions, 4);
+    assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN: 'x', BYOK_HSM_SESSIONS: '0' }), /BYOK_HSM_SESSIONS: expected a positive integer, got "0"/);
     assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: file, PKCS11_PIN: 'x' }), /not both/);
     await chmod(file, 0o644);
     assert.throws(() => hsmSettings({ PKCS11_TOKEN_LABEL: 't', PKCS11_PIN_FILE: file }), /readable by group or others; chmod 600 it/);
