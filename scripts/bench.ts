@@ -5,7 +5,8 @@
 // local-kms and an empty token. Prints medians over the repetitions.
 //
 //   npm run bench -- --n 1,50,200 --concurrency 1,4,16 --repeat 3 [--workers split|combined]
-//     [--kms-rate PER_SECOND] [--kms-concurrency K] [--hsm-concurrency H]
+//     [--hsm-sessions S] [--kms-rate PER_SECOND] [--kms-concurrency K] [--hsm-concurrency H]
+//     [--kms-latency-ms MS] [--hsm-latency-ms MS]
 import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,6 +17,7 @@ import type { temporal } from '@temporalio/proto';
 import { pool, type CallTimes } from './direct-import';
 import { Fleet } from './fleet';
 import { projectRoot } from './paths';
+import { buildPkcs11Shim, shimEnv } from './pkcs11-shim';
 import { approveUpdate } from '../workflows/decisions';
 import { importKey } from '../workflows/import-key';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
@@ -158,7 +160,7 @@ async function decidable(fleet: Fleet, workflowId: string, runId: string): Promi
 
 async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: string, env: Record<string, string>, layout: Layout): Promise<Run> {
   await fleet.freshState();
-  // split: the production layout, HSM calls (synchronous) cannot stall workflow tasks or KMS calls.
+  // split: the production layout; the HSM lookups, synchronous, cannot stall workflow tasks or KMS calls.
   const workers =
     layout === 'split'
       ? await Promise.all([
@@ -284,6 +286,13 @@ function limit(workflow: Run[]): string {
   return `${top} (${split}; CPU: ours ${(busy * 100).toFixed(0)}% busy, waited for ${(stall * 100).toFixed(0)}%)`;
 }
 
+function nonNegative(flag: string, value: string | undefined): number {
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (!(n >= 0)) throw new Error(`${flag}: expected a number of milliseconds, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 function row(cells: Array<string | number>): string {
   return `| ${cells.join(' | ')} |`;
 }
@@ -296,10 +305,16 @@ async function main(): Promise<void> {
       repeat: { type: 'string', default: '1' },
       'kms-concurrency': { type: 'string' },
       'hsm-concurrency': { type: 'string' },
+      /** BYOK_HSM_SESSIONS, for the workers and the direct script. */
+      'hsm-sessions': { type: 'string' },
       /** BYOK_KMS_ACTIVITIES_PER_SECOND, for the workers. */
       'kms-rate': { type: 'string' },
       /** split: a kms and an hsm worker process; combined: one process serving both queues. */
       workers: { type: 'string', default: 'split' },
+      /** Added to every KMS request, both modes (the fault proxy): AWS KMS over a WAN instead of loopback. */
+      'kms-latency-ms': { type: 'string' },
+      /** Added to every PKCS#11 call the imports make, both modes (the PKCS#11 shim): a network HSM. */
+      'hsm-latency-ms': { type: 'string' },
       /** Let the server hand a KMS activity to the worker in the reply to the workflow task that scheduled it. */
       'eager-activities': { type: 'boolean', default: false },
     },
@@ -313,12 +328,19 @@ async function main(): Promise<void> {
   const env: Record<string, string> = {};
   if (values['kms-concurrency']) env.BYOK_KMS_ACTIVITY_CONCURRENCY = values['kms-concurrency'];
   if (values['hsm-concurrency']) env.BYOK_HSM_ACTIVITY_CONCURRENCY = values['hsm-concurrency'];
+  if (values['hsm-sessions']) env.BYOK_HSM_SESSIONS = values['hsm-sessions'];
   if (values['kms-rate']) env.BYOK_KMS_ACTIVITIES_PER_SECOND = values['kms-rate'];
+
+  const kmsLatencyMs = nonNegative('--kms-latency-ms', values['kms-latency-ms']);
+  const hsmLatencyMs = nonNegative('--hsm-latency-ms', values['hsm-latency-ms']);
 
   const loadBefore = os.loadavg()[0].toFixed(2);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-bench-'));
+  if (hsmLatencyMs) Object.assign(env, shimEnv(await buildPkcs11Shim(dir), { BYOK_P11_LATENCY_US: String(Math.round(hsmLatencyMs * 1000)) }));
   const serverConfig = values['eager-activities'] ? { 'system.enableActivityEagerExecution': 'true' } : undefined;
-  const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}`, serverConfig });
+  // Every request delayed, none failed: the proxy's seed only decides which, and all are.
+  const proxy = kmsLatencyMs ? { proxySeed: 1, proxyRates: { latency: 1, latencyMs: kmsLatencyMs } } : {};
+  const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}`, serverConfig, ...proxy });
   const lines: string[] = [
     row(['N', 'concurrency', 'workflow wall s', 'direct wall s', 'ratio', 'workflow keys/s', 'direct keys/s',
       'workflow p50 / p95 ms', 'direct p50 / p95 ms', 'worker peak RSS MiB (largest process)', 'limited by (workflow)',
@@ -370,7 +392,12 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  const knobs = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ') || 'default knobs';
+  const knobs =
+    [
+      ...Object.entries(env).filter(([k]) => k.startsWith('BYOK_') && !k.startsWith('BYOK_P11_')).map(([k, v]) => `${k}=${v}`),
+      ...(kmsLatencyMs ? [`KMS latency +${kmsLatencyMs} ms per request`] : []),
+      ...(hsmLatencyMs ? [`HSM latency +${hsmLatencyMs} ms per PKCS#11 call`] : []),
+    ].join(', ') || 'default knobs';
   console.log(`\nBenchmark: ${layout} workers, ${knobs}, medians of ${repeat} run(s) per cell; ${os.cpus().length} CPUs, load average (1 min) ${loadBefore} at the start, ${load} (1, 5, 15 min) at the end\n`);
   console.log(lines.join('\n'));
 }

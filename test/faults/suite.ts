@@ -5,20 +5,19 @@
 // counted by the PKCS#11 shim), and the key encrypts and decrypts. Prints a table at the end.
 // Not a *.test.ts file: `npm test` does not run it; .ci/run runs it after `npm test`.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { DecryptCommand, DescribeKeyCommand, EncryptCommand, ListKeysCommand, ListResourceTagsCommand } from '@aws-sdk/client-kms';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Module, ObjectClass, SessionFlag } from 'graphene-pk11';
 import { REQUEST_ID_TAG } from '../../activities/kms';
 import { Fleet, FLEET_TOKEN_LABEL, until, type WorkerProcess } from '../../scripts/fleet';
-import { projectRoot, tools } from '../../scripts/paths';
+import { tools } from '../../scripts/paths';
+import { buildPkcs11Shim, shimEnv } from '../../scripts/pkcs11-shim';
 import { approveUpdate } from '../../workflows/decisions';
 import { importKey, statusQuery, type ImportKeyResult } from '../../workflows/import-key';
 import { WORKFLOW_TASK_QUEUE } from '../../workflows/model';
@@ -49,7 +48,7 @@ let kms: WorkerProcess;
 let hsm: WorkerProcess;
 
 function hsmWorkerEnv(): Record<string, string> {
-  return { PKCS11_MODULE: shim, BYOK_P11_SHIM_TARGET: tools.softhsmModule, BYOK_P11_FAULT_FILE: faultFile };
+  return shimEnv(shim, { BYOK_P11_FAULT_FILE: faultFile });
 }
 
 async function startImport(alias: string): Promise<WorkflowHandle<typeof importKey>> {
@@ -171,19 +170,8 @@ function printTable(): void {
 describe('fault suite', { concurrency: false }, () => {
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'byok-faults-'));
-    shim = path.join(dir, 'libp11fault.so');
+    shim = await buildPkcs11Shim(dir);
     faultFile = path.join(dir, 'p11-fault');
-    await promisify(execFile)('cc', [
-      '-shared',
-      '-fPIC',
-      '-O2',
-      '-I',
-      path.join(projectRoot, 'node_modules', 'pkcs11js', 'includes'),
-      '-o',
-      shim,
-      path.join(projectRoot, 'test', 'faults', 'pkcs11-fault-shim.c'),
-      '-ldl',
-    ]);
     fleet = await Fleet.start({ dir, proxySeed: Number(process.env.BYOK_FAULT_SEED ?? 20261203), pin: PIN });
     // Production layout: the HSM worker apart from the KMS worker (which runs the workflows).
     [kms, hsm] = await Promise.all([
