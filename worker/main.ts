@@ -37,10 +37,9 @@ Concurrency (per worker process unless said otherwise):
                                    ensureKmsKey's account scan one per key; default no limit)
   BYOK_HSM_ACTIVITY_CONCURRENCY    HSM activities run at once (default 8); each waits for an
                                    HSM session of its own
-  BYOK_HSM_SESSIONS                logged-in HSM sessions kept open (default 1): HSM calls run
-                                   in parallel up to this many; key generation and wrapping run
-                                   on libuv's thread pool, so set UV_THREADPOOL_SIZE (default 4)
-                                   to at least this
+  BYOK_HSM_SESSIONS                logged-in HSM sessions kept open, each on a thread of its
+                                   own (default 1): HSM activities run in parallel up to this
+                                   many; one that may generate a key runs alone
   BYOK_WORKFLOW_TASK_CONCURRENCY   workflow tasks run at once (default 40)`;
 
 let logFormat: LogFormat = 'human';
@@ -120,14 +119,6 @@ async function main(): Promise<void> {
       metrics: telemetry.metricsAddress ? `http://${telemetry.metricsAddress}/metrics` : 'off',
       concurrency,
     });
-    // Generation and wrapping run on libuv's thread pool: fewer threads than sessions leave sessions idle.
-    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    if (hsmConfig?.sessions && hsmConfig.sessions > threads) {
-      log.warn('BYOK_HSM_SESSIONS exceeds the libuv thread pool; set UV_THREADPOOL_SIZE to at least it', {
-        hsmSessions: hsmConfig.sessions,
-        uvThreadpoolSize: threads,
-      });
-    }
     const runs = workers.map((w) => w.run());
     try {
       await Promise.all(runs);

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
 import { type HsmConfig, createHsmActivities } from '../../activities/hsm';
 import { initSoftHsmToken } from '../../scripts/softhsm';
 import { ErrorType } from '../../workflows/errors';
@@ -43,6 +44,23 @@ test('an unknown token label is HsmTokenNotFound, listing the labels present', a
   const failure = await rejectsWith(ensureWith({ tokenLabel: 'no-such-token' }), ErrorType.HsmTokenNotFound);
   assert.match(failure.message, /no HSM token labelled "no-such-token"/);
   assert.match(failure.message, new RegExp(`tokens present: "${TOKEN_LABEL}"$`));
+});
+
+test('a library that fails to initialise is a plain, retryable error (a network HSM may come back)', async () => {
+  const conf = process.env.SOFTHSM2_CONF;
+  // SoftHSM2 reads its configuration in C_Initialize, from the process environment.
+  process.env.SOFTHSM2_CONF = path.join(token.dir, 'no-such-softhsm2.conf');
+  try {
+    const error = await ensureWith({}).then(
+      () => assert.fail('expected a failure'),
+      (e: unknown) => e,
+    );
+    // Crossed from the session's thread as what it was: not turned into a typed failure.
+    assert.ok(error instanceof Error && !(error instanceof ApplicationFailure), `expected a plain Error, got ${String(error)}`);
+    assert.match(error.message, /^cannot initialise PKCS#11 module .*libsofthsm2\.so: CKR_GENERAL_ERROR/);
+  } finally {
+    process.env.SOFTHSM2_CONF = conf;
+  }
 });
 
 test('the right configuration works after the failed ones', async () => {

@@ -1,5 +1,5 @@
 // The HSM session pool on a real SoftHSM2 token: concurrent key generation and wrapping on a pool
-// of 4 sessions (graphene's async calls on libuv's threads) give correct, distinct results,
+// of 4 sessions (each on a thread of its own) give correct, distinct results,
 // concurrent attempts for one label make one key, and sessions lost under the pool are replaced.
 import assert from 'node:assert/strict';
 import { createDecipheriv, generateKeyPairSync, privateDecrypt } from 'node:crypto';

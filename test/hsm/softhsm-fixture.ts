@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { type ITemplate, KeyType, Module, ObjectClass, type Session, SessionFlag, type Slot } from 'graphene-pk11';
 import { type HsmConfig, createHsmActivities } from '../../activities/hsm';
-import { CKF_OS_LOCKING_OK } from '../../activities/hsm-sessions';
+import { CKF_OS_LOCKING_OK } from '../../activities/hsm-connection';
 import type { ErrorType } from '../../workflows/errors';
 import { initSoftHsmToken } from '../../scripts/softhsm';
 import { tools } from '../../scripts/paths';
