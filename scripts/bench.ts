@@ -160,7 +160,7 @@ async function decidable(fleet: Fleet, workflowId: string, runId: string): Promi
 
 async function workflowRun(fleet: Fleet, n: number, concurrency: number, tag: string, env: Record<string, string>, layout: Layout): Promise<Run> {
   await fleet.freshState();
-  // split: the production layout; the HSM lookups, synchronous, cannot stall workflow tasks or KMS calls.
+  // split: the production layout (README), the HSM worker apart from the one running the workflows.
   const workers =
     layout === 'split'
       ? await Promise.all([
@@ -338,7 +338,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'byok-bench-'));
   if (hsmLatencyMs) Object.assign(env, shimEnv(await buildPkcs11Shim(dir), { BYOK_P11_LATENCY_US: String(Math.round(hsmLatencyMs * 1000)) }));
   const serverConfig = values['eager-activities'] ? { 'system.enableActivityEagerExecution': 'true' } : undefined;
-  // Every request delayed, none failed: the proxy's seed only decides which, and all are.
+  // Latency for every request and no fault rates: the proxy delays, it fails nothing.
   const proxy = kmsLatencyMs ? { proxySeed: 1, proxyRates: { latency: 1, latencyMs: kmsLatencyMs } } : {};
   const fleet = await Fleet.start({ dir, pin: `bench-${process.pid}`, serverConfig, ...proxy });
   const lines: string[] = [
