@@ -19,6 +19,7 @@ function perform(request: HsmRequest): unknown {
       return connection.use((session) => ensureKey(session, config.tokenLabel, request.input));
     case 'wrap': {
       const { input } = request;
+      // Checked before touching the HSM: neither can get better on retry.
       const plan = wrapPlan(input.wrappingAlgorithm);
       const rsa = parseWrappingKey(input.publicKey);
       return connection.use((session) => wrap(session, connection.info, config.tokenLabel, input, plan, rsa));

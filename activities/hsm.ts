@@ -2,9 +2,7 @@
 // under the AWS KMS wrapping key, inside the HSM. The work itself is in hsm-keys.ts and runs on
 // a pooled session's own thread (hsm-sessions.ts).
 import type { WrappingAlgorithm } from '../workflows/model';
-import { parseWrappingKey } from './hsm-keys';
 import { type HsmConfig, SessionPool } from './hsm-sessions';
-import { wrapPlan } from './wrapping';
 
 export type { HsmConfig } from './hsm-sessions';
 export interface EnsureHsmKeyInput {
@@ -47,9 +45,6 @@ export function createHsmActivities(config: HsmConfig) {
       return pool.run(input.generate, { op: 'ensure', input });
     },
     async wrapKey(input: WrapKeyInput): Promise<WrappedKey> {
-      // Checked before touching the HSM: neither can get better on retry.
-      wrapPlan(input.wrappingAlgorithm);
-      parseWrappingKey(input.publicKey);
       return pool.run(false, { op: 'wrap', input });
     },
   };
