@@ -1,6 +1,6 @@
 // What every `byok` command shares: exit codes, usage errors, option parsing, the Temporal client.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { Client, Connection, WorkflowNotFoundError, type Workflow, type WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError, WorkflowNotFoundError, type Workflow, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { dataConverterFromEnv } from '../codec/data-converter';
 import { temporalSettings } from './connection';
@@ -86,9 +86,15 @@ export async function withWorkflow<W extends Workflow = Workflow>(
 }
 
 /** A failed workflow as every `result`-like command reports it: its stable type and message, exit 6. */
-export function printFailure(workflowId: string, err: WorkflowFailedError, json: boolean | undefined): number {
-  const cause = err.cause instanceof ApplicationFailure ? err.cause : undefined;
-  const failure = { outcome: 'FAILED', type: cause?.type ?? err.cause?.name, message: err.cause?.message ?? err.message };
-  print(json, failure, () => console.error(`${workflowId}: FAILED (${failure.type}): ${failure.message}`));
-  return Exit.FAILED;
+/** The workflow's result; undefined once a failed workflow's failure was printed (exit code FAILED). */
+export async function resultOrPrintedFailure<R>(handle: WorkflowHandle, workflowId: string, json: boolean | undefined): Promise<R | undefined> {
+  try {
+    return (await handle.result()) as R;
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const cause = err.cause instanceof ApplicationFailure ? err.cause : undefined;
+    const failure = { outcome: 'FAILED', type: cause?.type ?? err.cause?.name, message: err.cause?.message ?? err.message };
+    print(json, failure, () => console.error(`${workflowId}: FAILED (${failure.type}): ${failure.message}`));
+    return undefined;
+  }
 }

@@ -1,6 +1,5 @@
 // `byok import|status|result`: start an import and follow it (deciding is in decision-commands.ts).
 import { userInfo } from 'node:os';
-import { WorkflowFailedError } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError, type QueryDefinition } from '@temporalio/common';
 import { guardStatusQuery } from '../workflows/guard-key';
 import { importKey, statusQuery, type ImportKeyInput, type ImportKeyResult } from '../workflows/import-key';
@@ -11,7 +10,7 @@ import { planImport } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { ByokAlias, ByokOperation, ByokRequester, ByokState } from '../workflows/search-attributes';
 import { approverKeysDir, readApproverKeys } from './approver-keys';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, printFailure, showUsage, withWorkflow, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, resultOrPrintedFailure, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { printResult, printStatus } from './render';
 
@@ -174,13 +173,8 @@ async function resultCommand(args: string[]): Promise<number> {
   if (v.help) return showUsage(RESULT_USAGE);
   const workflowId = oneWorkflowId(positionals, 'result', RESULT_USAGE);
   return withWorkflow<typeof importKey>(workflowId, async (handle) => {
-    let result: ImportKeyResult;
-    try {
-      result = await handle.result();
-    } catch (err) {
-      if (!(err instanceof WorkflowFailedError)) throw err;
-      return printFailure(workflowId, err, v.json);
-    }
+    const result = await resultOrPrintedFailure<ImportKeyResult>(handle, workflowId, v.json);
+    if (!result) return Exit.FAILED;
     print(v.json, result, () => printResult(workflowId, result));
     return result.outcome === 'IMPORTED' ? Exit.OK : result.outcome === 'REJECTED' ? Exit.REJECTED : Exit.APPROVAL_EXPIRED;
   });

@@ -2,7 +2,7 @@
 // reimport are imports (follow them with `byok status|result`); all of them wait for approvers
 // (`byok approve|reject`).
 import { userInfo } from 'node:os';
-import { WorkflowFailedError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { guardKey, guardStatusQuery, planGuard, type GuardKeyInput, type GuardStatus } from '../workflows/guard-key';
 import { importKey, type ImportKeyInput } from '../workflows/import-key';
@@ -11,7 +11,7 @@ import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { revokeKey, type RevokeKeyInput, type RevokeKeyResult } from '../workflows/revoke-key';
 import { ByokAlias, ByokOperation, ByokRequester, ByokState, type Operation } from '../workflows/search-attributes';
 import { approverKeysDir, readApproverKeys } from './approver-keys';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, printFailure, showUsage, withWorkflow, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, resultOrPrintedFailure, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 
 const APPROVAL_OPTIONS = `  --approvers a,b,c           who may approve (the requester may not be one of them)
@@ -253,13 +253,8 @@ async function revokeResultCommand(args: string[]): Promise<number> {
   if (v.help) return showUsage(REVOKE_RESULT_USAGE);
   const workflowId = oneWorkflowId(positionals, 'revoke-result', REVOKE_RESULT_USAGE);
   return withWorkflow<typeof revokeKey>(workflowId, async (handle) => {
-    let result: RevokeKeyResult;
-    try {
-      result = await handle.result();
-    } catch (err) {
-      if (!(err instanceof WorkflowFailedError)) throw err;
-      return printFailure(workflowId, err, v.json);
-    }
+    const result = await resultOrPrintedFailure<RevokeKeyResult>(handle, workflowId, v.json);
+    if (!result) return Exit.FAILED;
     print(v.json, result, () => {
       console.log(`${workflowId}  ${result.outcome}`);
       console.log(`  KMS key     ${result.keyArn} (${result.keyState}${result.disabled ? ', disabled first' : ''})`);

@@ -1,12 +1,11 @@
 // `byok rotate` (one key, a list, or every due key) and `byok rotation` (where a rotation stands).
-import { WorkflowFailedError } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { aliasName } from '../workflows/import-request';
 import { WORKFLOW_TASK_QUEUE } from '../workflows/model';
 import { rotateKey, rotationStatusQuery, type RotateKeyResult } from '../workflows/rotate-key';
 import { childRotationId, rotateKeys, rotateKeysProgressQuery, type RotateKeysInput, type RotateKeysResult } from '../workflows/rotate-keys';
 import { planRotation } from '../workflows/rotate-request';
-import { CliError, connect, Exit, oneWorkflowId, parse, print, printFailure, showUsage, withWorkflow, type Command } from './command';
+import { CliError, connect, Exit, oneWorkflowId, parse, print, resultOrPrintedFailure, showUsage, withWorkflow, type Command } from './command';
 import { workflowUrl } from './connection';
 import { ROTATION_OPTIONS, ROTATION_USAGE, rotationSettings } from './rotation-options';
 import { rotationScheduleId } from './schedule-commands';
@@ -138,13 +137,8 @@ async function rotationCommand(args: string[]): Promise<number> {
       print(v.json, status, () => console.log(JSON.stringify(status, null, 2)));
       return Exit.OK;
     }
-    let result: RotateKeyResult | RotateKeysResult;
-    try {
-      result = await handle.result();
-    } catch (err) {
-      if (!(err instanceof WorkflowFailedError)) throw err;
-      return printFailure(workflowId, err, v.json);
-    }
+    const result = await resultOrPrintedFailure<RotateKeyResult | RotateKeysResult>(handle, workflowId, v.json);
+    if (!result) return Exit.FAILED;
     if ('outcomes' in result) {
       const r = result;
       print(v.json, r, () => {
